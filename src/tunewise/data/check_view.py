@@ -1,0 +1,86 @@
+"""Rich rendering of a check report: issues grouped by code with their first line numbers, then stats.
+
+Presentation only; the numbers come from `CheckReport`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.console import Console
+from rich.table import Table
+
+from tunewise.data.check_report import CheckReport
+from tunewise.data.codes import CODES
+from tunewise.schema import Issue, Severity
+
+FIRST_LINES = 6
+
+
+def render_check(report: CheckReport, console: Console) -> None:
+    data = report.dataset
+    console.print(
+        f"[bold]{report.path}[/]  format={report.format} shape={report.shape or '?'} task={report.task}  "
+        f"lines={data.lines_seen:,} valid examples={len(data.examples):,}"
+    )
+    if report.issues:
+        console.print(_issue_table(report.issues))
+    _render_stats(report, console)
+    errors, warnings = len(report.errors), len(report.warnings)
+    if errors:
+        console.print(f"[bold red]✗ {errors:,} error(s)[/], {warnings:,} warning(s). "
+                      "Fix the errors (or run `tunewise check --fix OUT`) before training.")
+    else:
+        console.print(f"[bold green]✓ no errors[/], {warnings:,} warning(s).")
+
+
+def _issue_table(issues: list[Issue]) -> Table:
+    grouped: dict[str, list[Issue]] = defaultdict(list)
+    for found in issues:
+        grouped[found.code].append(found)
+    table = Table(title="Issues by code", show_lines=False)
+    for name in ("severity", "code", "count", "first lines", "example", "fix"):
+        table.add_column(name, overflow="fold")
+    order = sorted(grouped, key=lambda c: (CODES[c].severity is not Severity.ERROR, -len(grouped[c]), c))
+    for code in order:
+        items = grouped[code]
+        lines = [str(i.line) for i in items if i.line is not None][:FIRST_LINES]
+        more = " …" if sum(i.line is not None for i in items) > FIRST_LINES else ""
+        first = items[0]
+        example = (f"{first.field}: " if first.field else "") + first.message
+        style = "red" if first.severity is Severity.ERROR else "yellow"
+        table.add_row(f"[{style}]{first.severity.value}[/]", code, f"{len(items):,}", ", ".join(lines) + more,
+                      example[:120], first.hint)
+    return table
+
+
+def _render_stats(report: CheckReport, console: Console) -> None:
+    stats = report.stats
+    if not stats.get("examples"):
+        return
+    table = Table(title=f"Token lengths ({report.tokenizer}; context {report.context_length or 'unknown'})")
+    table.add_column("part")
+    keys = ("min", "p50", "p90", "p95", "p99", "max", "mean")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for part in ("prompt", "output", "total"):
+        summary = stats["tokens"][part]
+        table.add_row(part, *(f"{summary[k]:,}" for k in keys))
+    console.print(table)
+    diversity = stats["diversity"]
+    console.print(
+        f"examples {stats['examples']:,} · messages/example {stats['messages_per_example']} · "
+        f"vocabulary {stats['vocabulary_size']:,} words · distinct-1/2 inputs "
+        f"{diversity['input_distinct_1']:.3f}/{diversity['input_distinct_2']:.3f}, outputs "
+        f"{diversity['output_distinct_1']:.3f}/{diversity['output_distinct_2']:.3f}"
+    )
+    labels = stats.get("labels")
+    if labels:
+        table = Table(title="Labels")
+        table.add_column("label")
+        table.add_column("examples", justify="right")
+        table.add_column("share", justify="right")
+        total = sum(labels.values())
+        for label, n in labels.items():
+            table.add_row(label, f"{n:,}", f"{n / total:.1%}")
+        console.print(table)

@@ -1,0 +1,179 @@
+"""Dataset-level checks: the problems you only see when you look at all examples together.
+
+Duplicates, near duplicates, conflicting labels, context overflow, output-length outliers, label coverage
+and balance, personal data and secrets. Structural problems of single records are found earlier, by
+`shapes`. Everything here works on `Example`s and token counts; it knows nothing about file formats.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tunewise.data import privacy
+from tunewise.data.codes import issue
+from tunewise.data.textnorm import normalise
+from tunewise.data.tokens import Lengths
+from tunewise.schema import Example, Issue
+
+TASKS = ("classify", "extract", "generate")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    """Thresholds; the defaults follow common fine-tuning guidance (10 examples minimum, 100+ advised)."""
+
+    min_examples: int = 10
+    recommended_examples: int = 100
+    rare_label_min: int = 5
+    rare_label_fraction: float = 0.01
+    imbalance_ratio: float = 10.0
+    short_output_tokens: int = 2
+    long_output_factor: float = 5.0
+    long_output_floor: int = 512
+    scan_pii: bool = True
+
+
+def infer_task(examples: Sequence[Example], shape: str | None) -> str:
+    """text/label data, or a small closed set of short outputs, is classification; JSON outputs, extraction."""
+    if shape == "text_label":
+        return "classify"
+    outputs = [e.output.strip() for e in examples]
+    if not outputs:
+        return "generate"
+    distinct = set(outputs)
+    if len(distinct) <= 50 and len(distinct) <= max(2, 0.2 * len(outputs)) and max(map(len, distinct)) <= 64:
+        return "classify"
+    if sum(_is_json_object(o) for o in outputs) >= 0.9 * len(outputs):
+        return "extract"
+    return "generate"
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def output_field(shape: str | None, example: Example) -> str:
+    """Where the reference output lives in the user's file, for issue messages."""
+    fields = {"prompt_completion": "completion", "input_output": "output", "alpaca": "output", "text_label": "label"}
+    if shape in fields:
+        return fields[shape]
+    if shape == "mapped":
+        return "output"
+    last = max(i for i, m in enumerate(example.messages) if m.role == "assistant")
+    return f"messages[{last}].content"
+
+
+def content_field(shape: str | None, example: Example, index: int) -> str:
+    if shape == "chat" or shape is None:
+        return f"messages[{index}].content"
+    if example.messages[index].role == "assistant":
+        return output_field(shape, example)
+    names = {"prompt_completion": "prompt", "input_output": "input", "alpaca": "instruction", "text_label": "text"}
+    return names.get(shape, "system" if example.messages[index].role == "system" else "input")
+
+
+def run_checks(examples: Sequence[Example], shape: str | None, task: str, lengths: Lengths,
+               context_length: int | None, options: CheckOptions = CheckOptions()) -> list[Issue]:
+    issues = _count_checks(len(examples), options)
+    issues += _duplicate_checks(examples, shape)
+    issues += _length_checks(examples, shape, task, lengths, context_length, options)
+    if task == "classify":
+        issues += _label_checks(examples, options)
+    if task == "extract":
+        issues += [issue("output_not_json", "the answer does not parse as a JSON object", line=e.line,
+                         field=output_field(shape, e)) for e in examples if not _is_json_object(e.output)]
+    if options.scan_pii:
+        issues += _privacy_checks(examples, shape)
+    return issues
+
+
+def _count_checks(n: int, options: CheckOptions) -> list[Issue]:
+    if n < options.min_examples:
+        return [issue("too_few_examples", f"{n} valid examples; at least {options.min_examples} are needed")]
+    if n < options.recommended_examples:
+        return [issue("few_examples", f"{n} valid examples; {options.recommended_examples}+ are recommended")]
+    return []
+
+
+def _duplicate_checks(examples: Sequence[Example], shape: str | None) -> list[Issue]:
+    exact: dict[str, int] = {}
+    near: dict[str, int] = {}
+    by_input: dict[str, tuple[int, str]] = {}
+    found: list[Issue] = []
+    for e in examples:
+        key = json.dumps([m.to_dict() for m in e.messages], ensure_ascii=False)
+        near_key = normalise("\n".join(m.content for m in e.messages))
+        input_key, output_key = normalise(e.input), normalise(e.output)
+        if key in exact:
+            found.append(issue("duplicate_example", f"same as line {exact[key]}", line=e.line))
+        elif near_key in near:
+            found.append(issue("near_duplicate", f"same words as line {near[near_key]}", line=e.line))
+        elif input_key in by_input and by_input[input_key][1] != output_key:
+            first_line, _ = by_input[input_key]
+            found.append(issue("conflicting_labels", f"line {first_line} has the same input with a different output",
+                               line=e.line, field=output_field(shape, e)))
+        exact.setdefault(key, e.line)
+        near.setdefault(near_key, e.line)
+        by_input.setdefault(input_key, (e.line, output_key))
+    return found
+
+
+def _length_checks(examples: Sequence[Example], shape: str | None, task: str, lengths: Lengths,
+                   context_length: int | None, options: CheckOptions) -> list[Issue]:
+    found: list[Issue] = []
+    if context_length:
+        found += [issue("over_context_length", f"{total:,} tokens; the model's context is {context_length:,}", line=e.line)
+                  for e, total in zip(examples, lengths.total) if total > context_length]
+    if task != "generate" or not examples:
+        return found
+    median = statistics.median(lengths.output)
+    long_limit = max(options.long_output_floor, options.long_output_factor * median)
+    for e, n in zip(examples, lengths.output):
+        if n < options.short_output_tokens:
+            found.append(issue("very_short_output", f"output is {n} token(s)", line=e.line, field=output_field(shape, e)))
+        elif n > long_limit:
+            found.append(issue("very_long_output", f"output is {n:,} tokens; the median is {median:,.0f}",
+                               line=e.line, field=output_field(shape, e)))
+    return found
+
+
+def _label_checks(examples: Sequence[Example], options: CheckOptions) -> list[Issue]:
+    counts = Counter(e.label for e in examples)
+    first_line = {}
+    for e in examples:
+        first_line.setdefault(e.label, e.line)
+    rare_below = max(options.rare_label_min, options.rare_label_fraction * len(examples))
+    found = [issue("rare_label", f"label {label!r} has {n} example(s)", line=first_line[label])
+             for label, n in sorted(counts.items()) if n < rare_below]
+    if len(counts) > 1:
+        (top, most), (bottom, least) = counts.most_common(1)[0], counts.most_common()[-1]
+        if most / least >= options.imbalance_ratio:
+            found.append(issue("label_imbalance", f"{top!r} has {most} examples, {bottom!r} only {least} "
+                                                  f"({most / least:.0f}x)"))
+    return found
+
+
+def _privacy_checks(examples: Sequence[Example], shape: str | None) -> list[Issue]:
+    found: list[Issue] = []
+    for e in examples:
+        for index, message in enumerate(e.messages):
+            by_code: dict[str, list[str]] = {}
+            for finding in privacy.scan(message.content):
+                by_code.setdefault(finding.code, []).append(_mask(message.content[finding.start:finding.end]))
+            for code, values in by_code.items():
+                what = ", ".join(values[:3]) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+                found.append(issue(code, f"{len(values)} found: {what}", line=e.line,
+                                   field=content_field(shape, e, index)))
+    return found
+
+
+def _mask(value: str) -> str:
+    """Enough to find it in the file, not enough to leak it into a report."""
+    return value[:3] + "…" if len(value) > 4 else "…"

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests never download: the hub is switched off before anything imports transformers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))  # for the shared corpus generator in tests/corrupt.py
+
+
+@pytest.fixture
+def word_counter():
+    """Token counting without a tokenizer: fast, deterministic, enough for checks that are not about tokens."""
+    from tunewise.data.tokens import TokenCounter
+
+    return TokenCounter(None, None, "words")
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """write(name, content) -> path; content may be str, bytes or a list of JSON-able records (JSONL)."""
+    import json
+
+    def _write(name: str, content: object) -> Path:
+        path = tmp_path / name
+        if isinstance(content, list):
+            content = "".join(json.dumps(item) + "\n" for item in content)
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        path.write_bytes(content)  # type: ignore[arg-type]
+        return path
+
+    return _write
+
+
+def chat(user: str, assistant: str, system: str | None = None) -> dict:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return {"messages": messages}
