@@ -39,6 +39,7 @@ def test_private_key_block_is_redacted_whole():
     "The firm made £1,234,567 profit in 2004, up 12.5% from 2003.",
     "Shares rose 3.5% to 1,234 pence on Tuesday, 15 March 2005.",
     "Version 2.3.1 of the library fixed issue 4521.",
+    "Kim won 3-6 6-2 6-7 6-2 6-2 and then beat Luczak 7-6 (7-5) 4-6 6-3.",
 ])
 def test_ordinary_news_text_is_clean(text):
     assert scan(text) == []

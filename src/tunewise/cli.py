@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -93,8 +94,150 @@ def check(
     raise typer.Exit(report.exit_code)
 
 
+RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run folders and the registry live")]
+
+
+@app.command()
+def split(
+    data: Annotated[Path, typer.Argument(help="Data file to split")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same split")] = 13,
+    val: Annotated[float, typer.Option(help="Validation fraction")] = 0.1,
+    test: Annotated[float, typer.Option(help="Test fraction")] = 0.2,
+    no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Do not balance labels across splits")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of a new run folder")] = None,
+    runs_dir: RunsOpt = Path("runs"),
+    fmt: FormatOpt = None,
+    mapping: MapOpt = None,
+) -> None:
+    """Deterministic stratified train/val/test split; duplicates and near duplicates never cross splits."""
+    from tunewise.data.split import SplitError
+    from tunewise.runs import RunError
+    from tunewise.stages import split_file
+
+    _existing(data)
+    try:
+        outcome = split_file(data, seed=seed, val_fraction=val, test_fraction=test, stratify=not no_stratify,
+                             fmt=fmt, mapping=_mapping(mapping), out_dir=out, runs_root=runs_dir)
+    except (SplitError, RunError) as exc:
+        raise fail(str(exc)) from None
+    render_split(outcome)
+
+
+def render_split(outcome) -> None:
+    from rich.table import Table
+
+    summary = outcome.summary
+    table = Table(title=f"Split (seed {summary['seed']}) -> {outcome.out_dir}")
+    for name in ("split", "examples", "groups", "labels"):
+        table.add_column(name)
+    for name, count in summary["counts"].items():
+        labels = (summary.get("label_counts") or {}).get(name) or {}
+        shown = ", ".join(f"{k}: {v}" for k, v in list(labels.items())[:8])
+        table.add_row(name, f"{count:,}", f"{summary['groups'][name]:,}", shown)
+    console.print(table)
+    if outcome.skipped_lines:
+        console.print(f"[yellow]{outcome.skipped_lines:,} line(s) with errors were left out; "
+                      "run `tunewise check` to see them.[/]")
+    if outcome.run is not None:
+        console.print(f"run [bold]{outcome.run.id}[/] at {outcome.run.path}")
+
+
+@app.command()
+def leakage(
+    first: Annotated[Path, typer.Argument(help="e.g. the training file")],
+    second: Annotated[Path, typer.Argument(help="e.g. the test file")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print leaks as JSON")] = False,
+) -> None:
+    """Find examples of SECOND whose input also appears (exactly or normalised) in FIRST. Exit 2 on leaks."""
+    from rich.table import Table
+
+    from tunewise.data.formats import read_examples
+    from tunewise.data.split import find_leakage
+
+    leaks = find_leakage(read_examples(_existing(first)).examples, read_examples(_existing(second)).examples)
+    if as_json:
+        sys.stdout.write(json.dumps([leak.to_dict() for leak in leaks], indent=2) + "\n")
+    elif leaks:
+        table = Table(title=f"{len(leaks):,} leak(s): inputs of {second.name} already in {first.name}")
+        for name in ("kind", f"{first.name} line", f"{second.name} line", "ids"):
+            table.add_column(name)
+        for leak in leaks[:50]:
+            table.add_row(leak.kind, str(leak.a_line), str(leak.b_line), f"{leak.a_id} / {leak.b_id}")
+        console.print(table)
+    else:
+        console.print(f"[bold green]✓ no leakage[/] between {first} and {second}")
+    raise typer.Exit(2 if leaks else 0)
+
+
+@app.command()
+def runs(runs_dir: RunsOpt = Path("runs")) -> None:
+    """List run folders, newest first."""
+    from rich.table import Table
+
+    from tunewise.runs import list_runs
+
+    records = list_runs(runs_dir)
+    if not records:
+        console.print(f"no runs under {runs_dir}")
+        return
+    table = Table(title=f"Runs in {runs_dir}")
+    for name in ("id", "created", "status", "command", "data sha256"):
+        table.add_column(name, overflow="fold")
+    for record in records:
+        table.add_row(record.id, record.created_at, record.status, record.command[:60], (record.data_sha256 or "")[:12])
+    console.print(table)
+
+
+@app.command()
+def assets(
+    verify: Annotated[bool, typer.Option("--verify", help="Re-check the checksums of converted assets")] = False,
+) -> None:
+    """Show the bundled model, embedder and dataset; convert what is missing (once, offline)."""
+    from rich.table import Table
+
+    from tunewise import assets as bundled
+
+    rows = bundled.asset_report(convert=True)
+    table = Table(title=f"Bundled assets (cache: {bundled.cache_dir()})")
+    for name in ("asset", "source", "ready", "size", "path", "note"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(row.name, row.source, "✓" if row.ready else "✗", f"{row.size_bytes / 1e6:,.1f} MB",
+                      str(row.path), row.note)
+    console.print(table)
+    problems = bundled.verify() if verify else []
+    for problem in problems:
+        err.print(f"[red]✗ {problem.asset}: {problem.path}: {problem.problem}[/]")
+    if verify and not problems:
+        console.print("[bold green]✓ all converted assets match their recorded checksums[/]")
+    raise typer.Exit(2 if problems or not all(r.ready for r in rows) else 0)
+
+
+@app.command()
+def demo(runs_dir: RunsOpt = Path("runs")) -> None:
+    """The main job on the bundled defaults: check and split the bundled BBC News data (more arms follow)."""
+    from tunewise.demo import run_demo
+
+    raise typer.Exit(run_demo(console, runs_dir))
+
+
 def main() -> None:
-    app()
+    """Console entry point: bad input is reported by the commands; anything else is a bug, said plainly."""
+    try:
+        app()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a last line of defence so users see one clear line, with details on request
+        from tunewise.assets import AssetError
+
+        if isinstance(exc, AssetError):
+            err.print(f"[bold red]error:[/] {exc}")
+            raise SystemExit(2) from None
+        if os.environ.get("TUNEWISE_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                  "This is a tunewise bug; re-run with TUNEWISE_DEBUG=1 for the traceback and report it.")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

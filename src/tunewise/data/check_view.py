@@ -25,6 +25,7 @@ def render_check(report: CheckReport, console: Console) -> None:
     )
     if report.issues:
         console.print(_issue_table(report.issues))
+        _render_hints(report.issues, console)
     _render_stats(report, console)
     errors, warnings = len(report.errors), len(report.warnings)
     if errors:
@@ -39,7 +40,7 @@ def _issue_table(issues: list[Issue]) -> Table:
     for found in issues:
         grouped[found.code].append(found)
     table = Table(title="Issues by code", show_lines=False)
-    for name in ("severity", "code", "count", "first lines", "example", "fix"):
+    for name in ("severity", "code", "count", "first lines", "example"):
         table.add_column(name, overflow="fold")
     order = sorted(grouped, key=lambda c: (CODES[c].severity is not Severity.ERROR, -len(grouped[c]), c))
     for code in order:
@@ -50,8 +51,18 @@ def _issue_table(issues: list[Issue]) -> Table:
         example = (f"{first.field}: " if first.field else "") + first.message
         style = "red" if first.severity is Severity.ERROR else "yellow"
         table.add_row(f"[{style}]{first.severity.value}[/]", code, f"{len(items):,}", ", ".join(lines) + more,
-                      example[:120], first.hint)
+                      example[:120])
     return table
+
+
+def _render_hints(issues: list[Issue], console: Console) -> None:
+    """One fix per code, below the table, so the table stays readable in an 80-column terminal."""
+    seen: dict[str, str] = {}
+    for found in issues:
+        seen.setdefault(found.code, found.hint)
+    console.print("[bold]How to fix[/]")
+    for code, hint in seen.items():
+        console.print(f"  [cyan]{code}[/]: {hint}", highlight=False)
 
 
 def _render_stats(report: CheckReport, console: Console) -> None:
