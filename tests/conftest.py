@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Converted assets go to a cache private to this test session, so a clean machine's first-use conversion
+# is what the tests exercise, and a developer's own cache is never written. Set TUNEWISE_CACHE to reuse one.
+os.environ.setdefault("TUNEWISE_CACHE", tempfile.mkdtemp(prefix="tunewise-test-cache-"))
 sys.path.insert(0, str(Path(__file__).parent))  # for the shared corpus generator in tests/corrupt.py
 
 
