@@ -181,7 +181,8 @@ def runs(runs_dir: RunsOpt = Path("runs")) -> None:
         console.print(f"no runs under {runs_dir}")
         return
     table = Table(title=f"Runs in {runs_dir}")
-    for name in ("id", "created", "status", "command", "data sha256"):
+    table.add_column("id", no_wrap=True)
+    for name in ("created", "status", "command", "data sha256"):
         table.add_column(name, overflow="fold")
     for record in records:
         table.add_row(record.id, record.created_at, record.status, record.command[:60], (record.data_sha256 or "")[:12])
