@@ -13,7 +13,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Converted assets go to a cache private to this test session, so a clean machine's first-use conversion
 # is what the tests exercise, and a developer's own cache is never written. Set TUNEWISE_CACHE to reuse one.
-os.environ.setdefault("TUNEWISE_CACHE", tempfile.mkdtemp(prefix="tunewise-test-cache-"))
+if "TUNEWISE_CACHE" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="tunewise-test-cache-")
+    os.environ["TUNEWISE_CACHE"] = _SESSION_CACHE
+else:
+    _SESSION_CACHE = None
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _SESSION_CACHE:
+        import shutil
+
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 sys.path.insert(0, str(Path(__file__).parent))  # for the shared corpus generator in tests/corrupt.py
 
 
