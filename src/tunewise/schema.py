@@ -114,3 +114,39 @@ class Issue:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What a model backend returns for one prompt: the text plus what it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One arm's answer to one test example: a line of `predictions/<arm>.jsonl`.
+
+    `raw` is what the model said before parsing; `scores` holds per-label scores (log-likelihoods or
+    probabilities) when the arm has them; `error` is set, and `prediction` empty, when the call failed.
+    """
+
+    id: str
+    arm: str
+    input: str
+    reference: str
+    prediction: str
+    raw: str
+    latency_s: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    scores: dict[str, float] | None = None
+    cached: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}

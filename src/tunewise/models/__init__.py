@@ -1,0 +1,1 @@
+"""Model backends: local Hugging Face models and remote OpenAI-compatible endpoints."""

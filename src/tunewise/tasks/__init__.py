@@ -1,0 +1,1 @@
+"""Task definitions: each owns its prompt rendering, output parser and scorer."""
