@@ -15,7 +15,7 @@ SUFFIXES = st.sampled_from([".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
@@ -58,7 +58,14 @@ def test_any_json_records(tmp_path, records, suffix):
     _check(tmp_path, "f" + suffix, data)
 
 
+# Byte fragments that have broken JSON readers before: non-standard constants, over-long integers, BOMs,
+# lone carriage returns, NULs, Rich markup.
+FRAGMENTS = st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"9" * 5000, b"\xef\xbb\xbf", b"\r", b"\x00",
+                             b"[/]", b'{"messages": [', b'"role": "user"', b'"content": ', b"}", b"]", b",", b'"'])
+
+
 @SETTINGS
-@given(lines=st.lists(st.binary(max_size=120), max_size=20), suffix=st.sampled_from([".jsonl", ".csv"]))
+@given(lines=st.lists(st.lists(st.binary(max_size=40) | FRAGMENTS, max_size=8).map(b"".join), max_size=20),
+       suffix=st.sampled_from([".jsonl", ".csv", ".json"]))
 def test_any_lines(tmp_path, lines, suffix):
     _check(tmp_path, "f" + suffix, b"\n".join(lines))

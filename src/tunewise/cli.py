@@ -1,4 +1,7 @@
-"""The `tunewise` command line: parse arguments, call stage functions, print with Rich. No logic here."""
+"""The `tunewise` command line: parse arguments, call stage functions, print with Rich. No logic here.
+
+Every user-derived string printed through Rich markup is escaped: a label like "[/]" must print as text.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +14,29 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Should you fine-tune? Measure it on your own data.")
 console = Console()
 err = Console(stderr=True)
 
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="classify | extract | generate (default: inferred)")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Tokenizer/model: local folder or hub id (default: bundled SmolLM2)")]
+MapOpt = Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping ROLE=COLUMN, e.g. --map input=body --map output=category")]
+FormatOpt = Annotated[Optional[str], typer.Option("--format", help="jsonl | json | csv | parquet (default: from the extension)")]
+RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run folders and the registry live")]
+MaxLineOpt = Annotated[int, typer.Option("--max-line-bytes", min=1, max=2**31 - 1,
+                                         help="JSONL lines and CSV fields longer than this are errors")]
+
 
 @app.callback()
 def _root() -> None:
     """Should you fine-tune? Measure it on your own data."""
 
-TaskOpt = Annotated[Optional[str], typer.Option("--task", help="classify | extract | generate (default: inferred)")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Tokenizer/model: local folder or hub id (default: bundled SmolLM2)")]
-MapOpt = Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping ROLE=COLUMN, e.g. --map input=body --map output=category")]
-FormatOpt = Annotated[Optional[str], typer.Option("--format", help="jsonl | json | csv | parquet (default: from the extension)")]
-
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print("[bold red]error:[/] " + escape(message))
     return typer.Exit(code)
 
 
@@ -52,6 +59,11 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def _cannot_write(path: Path | None, exc: OSError) -> typer.Exit:
+    where = exc.filename or path
+    return fail(f"cannot write {where}: {exc.strerror or exc}; choose a writable path")
+
+
 @app.command()
 def check(
     data: Annotated[Path, typer.Argument(help="Data file to check")],
@@ -63,7 +75,7 @@ def check(
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
     no_pii: Annotated[bool, typer.Option("--no-pii", help="Skip the PII and secrets scan")] = False,
-    max_line_bytes: Annotated[int, typer.Option(help="Lines longer than this are errors")] = 4 * 1024 * 1024,
+    max_line_bytes: MaxLineOpt = 4 * 1024 * 1024,
 ) -> None:
     """Report every problem in a data file, line by line, before any compute is spent. Exit 2 on errors."""
     from tunewise.data.check_report import check_file
@@ -72,9 +84,11 @@ def check(
     from tunewise.data.fix import FixError, fix_file
 
     _existing(data)
+    if redact_pii and fix is None:
+        raise fail("--redact-pii works on the cleaned copy: add --fix OUT.jsonl")
     column_mapping = _mapping(mapping)
     try:
-        with err.status(f"Checking {data} …", spinner="dots") if not as_json else nullcontext():
+        with err.status(f"Checking {escape(str(data))} …", spinner="dots") if not as_json else nullcontext():
             report = check_file(data, task=task, model=model, fmt=fmt, mapping=column_mapping,
                                 max_line_bytes=max_line_bytes, options=CheckOptions(scan_pii=not no_pii))
     except ValueError as exc:
@@ -88,13 +102,15 @@ def check(
             result = fix_file(report, fix, redact_pii=redact_pii)
         except FixError as exc:
             raise fail(str(exc)) from None
-        (err if as_json else console).print(
-            f"[bold]fixed:[/] kept {result.kept:,}, dropped {result.dropped:,}, repaired {result.repaired:,}, "
-            f"redacted {result.redacted:,} span(s) -> {result.output} (report: {result.report_path})")
+        except OSError as exc:
+            raise _cannot_write(fix, exc) from None
+        out = err if as_json else console
+        out.print(f"[bold]fixed:[/] kept {result.kept:,}, dropped {result.dropped:,}, repaired {result.repaired:,}, "
+                  f"redacted {result.redacted:,} span(s) -> {escape(str(result.output))} "
+                  f"(report: {escape(str(result.report_path))})")
+        if result.warning:
+            out.print(f"[yellow]warning:[/] {escape(result.warning)}")
     raise typer.Exit(report.exit_code)
-
-
-RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run folders and the registry live")]
 
 
 @app.command()
@@ -105,41 +121,26 @@ def split(
     test: Annotated[float, typer.Option(help="Test fraction")] = 0.2,
     no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Do not balance labels across splits")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of a new run folder")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --out: replace a split already there")] = False,
     runs_dir: RunsOpt = Path("runs"),
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
 ) -> None:
     """Deterministic stratified train/val/test split; duplicates and near duplicates never cross splits."""
     from tunewise.data.split import SplitError
+    from tunewise.data.split_view import render_split
     from tunewise.runs import RunError
     from tunewise.stages import split_file
 
     _existing(data)
     try:
         outcome = split_file(data, seed=seed, val_fraction=val, test_fraction=test, stratify=not no_stratify,
-                             fmt=fmt, mapping=_mapping(mapping), out_dir=out, runs_root=runs_dir)
-    except (SplitError, RunError) as exc:
+                             fmt=fmt, mapping=_mapping(mapping), out_dir=out, runs_root=runs_dir, force=force)
+    except (SplitError, RunError, ValueError) as exc:
         raise fail(str(exc)) from None
-    render_split(outcome)
-
-
-def render_split(outcome) -> None:
-    from rich.table import Table
-
-    summary = outcome.summary
-    table = Table(title=f"Split (seed {summary['seed']}) -> {outcome.out_dir}")
-    for name in ("split", "examples", "groups", "labels"):
-        table.add_column(name)
-    for name, count in summary["counts"].items():
-        labels = (summary.get("label_counts") or {}).get(name) or {}
-        shown = ", ".join(f"{k}: {v}" for k, v in list(labels.items())[:8])
-        table.add_row(name, f"{count:,}", f"{summary['groups'][name]:,}", shown)
-    console.print(table)
-    if outcome.skipped_lines:
-        console.print(f"[yellow]{outcome.skipped_lines:,} line(s) with errors were left out; "
-                      "run `tunewise check` to see them.[/]")
-    if outcome.run is not None:
-        console.print(f"run [bold]{outcome.run.id}[/] at {outcome.run.path}")
+    except OSError as exc:
+        raise _cannot_write(out or runs_dir, exc) from None
+    render_split(outcome, console)
 
 
 @app.command()
@@ -147,6 +148,8 @@ def leakage(
     first: Annotated[Path, typer.Argument(help="e.g. the training file")],
     second: Annotated[Path, typer.Argument(help="e.g. the test file")],
     as_json: Annotated[bool, typer.Option("--json", help="Print leaks as JSON")] = False,
+    fmt: FormatOpt = None,
+    mapping: MapOpt = None,
 ) -> None:
     """Find examples of SECOND whose input also appears (exactly or normalised) in FIRST. Exit 2 on leaks."""
     from rich.table import Table
@@ -154,18 +157,29 @@ def leakage(
     from tunewise.data.formats import read_examples
     from tunewise.data.split import find_leakage
 
-    leaks = find_leakage(read_examples(_existing(first)).examples, read_examples(_existing(second)).examples)
+    column_mapping = _mapping(mapping)
+    datasets = []
+    for path in (first, second):
+        try:
+            data = read_examples(_existing(path), fmt=fmt, mapping=column_mapping)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        if not data.examples or data.error_lines or data.truncated_at:
+            raise fail(f"{path}: {len(data.examples):,} valid example(s), {len(data.error_lines):,} line(s) with errors; "
+                       f"a leakage check needs a clean file: run `tunewise check {path}`")
+        datasets.append(data)
+    leaks = find_leakage(datasets[0].examples, datasets[1].examples)
     if as_json:
         sys.stdout.write(json.dumps([leak.to_dict() for leak in leaks], indent=2) + "\n")
     elif leaks:
-        table = Table(title=f"{len(leaks):,} leak(s): inputs of {second.name} already in {first.name}")
+        table = Table(title=escape(f"{len(leaks):,} leak(s): inputs of {second.name} already in {first.name}"))
         for name in ("kind", f"{first.name} line", f"{second.name} line", "ids"):
-            table.add_column(name)
+            table.add_column(escape(name))
         for leak in leaks[:50]:
-            table.add_row(leak.kind, str(leak.a_line), str(leak.b_line), f"{leak.a_id} / {leak.b_id}")
+            table.add_row(leak.kind, str(leak.a_line), str(leak.b_line), escape(f"{leak.a_id} / {leak.b_id}"))
         console.print(table)
     else:
-        console.print(f"[bold green]✓ no leakage[/] between {first} and {second}")
+        console.print(f"[bold green]✓ no leakage[/] between {escape(str(first))} and {escape(str(second))}")
     raise typer.Exit(2 if leaks else 0)
 
 
@@ -178,14 +192,15 @@ def runs(runs_dir: RunsOpt = Path("runs")) -> None:
 
     records = list_runs(runs_dir)
     if not records:
-        console.print(f"no runs under {runs_dir}")
+        console.print(f"no runs under {escape(str(runs_dir))}")
         return
-    table = Table(title=f"Runs in {runs_dir}")
+    table = Table(title=escape(f"Runs in {runs_dir}"))
     table.add_column("id", no_wrap=True)
     for name in ("created", "status", "command", "data sha256"):
         table.add_column(name, overflow="fold")
     for record in records:
-        table.add_row(record.id, record.created_at, record.status, record.command[:60], (record.data_sha256 or "")[:12])
+        table.add_row(record.id, record.created_at, record.status, escape(record.command[:60]),
+                      (record.data_sha256 or "")[:12])
     console.print(table)
 
 
@@ -199,16 +214,16 @@ def assets(
     from tunewise import assets as bundled
 
     rows = bundled.asset_report(convert=True)
-    table = Table(title=f"Bundled assets (cache: {bundled.cache_dir()})")
+    table = Table(title=escape(f"Bundled assets (cache: {bundled.cache_dir()})"))
     for name in ("asset", "source", "ready", "size", "path", "note"):
         table.add_column(name, overflow="fold")
     for row in rows:
         table.add_row(row.name, row.source, "✓" if row.ready else "✗", f"{row.size_bytes / 1e6:,.1f} MB",
-                      str(row.path), row.note)
+                      escape(str(row.path)), escape(row.note))
     console.print(table)
     problems = bundled.verify() if verify else []
     for problem in problems:
-        err.print(f"[red]✗ {problem.asset}: {problem.path}: {problem.problem}[/]")
+        err.print(escape(f"✗ {problem.asset}: {problem.path}: {problem.problem}"), style="red")
     if verify and not problems:
         console.print("[bold green]✓ all converted assets match their recorded checksums[/]")
     raise typer.Exit(2 if problems or not all(r.ready for r in rows) else 0)
@@ -232,12 +247,13 @@ def main() -> None:
         from tunewise.assets import AssetError
 
         if isinstance(exc, AssetError):
-            err.print(f"[bold red]error:[/] {exc}")
+            err.print(f"error: {exc}", markup=False, highlight=False)
             raise SystemExit(2) from None
         if os.environ.get("TUNEWISE_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
-                  "This is a tunewise bug; re-run with TUNEWISE_DEBUG=1 for the traceback and report it.")
+        err.print(f"internal error: {type(exc).__name__}: {exc}\n"
+                  "This is a tunewise bug; re-run with TUNEWISE_DEBUG=1 for the traceback and report it.",
+                  markup=False, highlight=False)
         raise SystemExit(1) from None
 
 

@@ -16,6 +16,7 @@ from rich.rule import Rule
 from tunewise import assets
 from tunewise.data.check_report import check_file
 from tunewise.data.check_view import render_check
+from tunewise.data.split_view import render_split
 from tunewise.stages import split_file
 
 
@@ -34,10 +35,8 @@ def run_demo(console: Console, runs_root: Path) -> int:
         console.print("[red]The bundled data has errors; this should not happen. Please report it.[/]")
         return report.exit_code
     console.print(Rule("3/3 tunewise split"))
-    from tunewise.cli import render_split
-
     outcome = split_file(data, runs_root=runs_root)
-    render_split(outcome)
+    render_split(outcome, console)
     console.print(f"\n[bold]done in {time.perf_counter() - started:.1f} s.[/] Next: `tunewise runs --runs-dir "
                   f"{runs_root}` lists runs; `tunewise check YOUR_DATA.jsonl` checks your own data.")
     return 0

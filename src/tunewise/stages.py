@@ -13,7 +13,7 @@ from typing import Any
 
 from tunewise.data.formats import read_examples
 from tunewise.data.shapes import ColumnMapping
-from tunewise.data.split import Split, split_examples, write_splits
+from tunewise.data.split import Split, SplitError, split_examples, write_splits
 from tunewise.runs import Run, create_run
 
 
@@ -37,6 +37,7 @@ def split_file(
     mapping: ColumnMapping | None = None,
     out_dir: Path | None = None,
     runs_root: Path = Path("runs"),
+    force: bool = False,
 ) -> SplitOutcome:
     """Split the valid examples of `data`; into `out_dir` if given, else into a new run's `splits/`.
 
@@ -44,8 +45,13 @@ def split_file(
     reported in full.
     """
     dataset = read_examples(data, fmt=fmt, mapping=mapping)
+    if not dataset.examples:
+        raise SplitError(f"{data} has no valid examples ({len(dataset.error_lines):,} line(s) with errors); "
+                         f"run `tunewise check {data}` to see why")
     split = split_examples(dataset.examples, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                            stratify=stratify)
+    if out_dir is not None:
+        _refuse_to_overwrite(data, Path(out_dir), force)
     run = None
     if out_dir is None:
         config = {"stage": "split", "data": str(data), "format": dataset.format, "shape": dataset.shape,
@@ -53,7 +59,21 @@ def split_file(
                   "mapping": mapping.__dict__ if mapping else None}
         run = create_run(runs_root, command=sys.argv, config=config, data_files=[data])
         out_dir = run.subdir("splits")
-    summary = write_splits(split, out_dir)
+    try:
+        summary = write_splits(split, out_dir)
+    except BaseException as exc:
+        if run is not None:
+            run.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
     if run is not None:
         run.update(status="completed", split=summary["counts"])
     return SplitOutcome(split, summary, out_dir, run, len(dataset.error_lines))
+
+
+def _refuse_to_overwrite(data: Path, out_dir: Path, force: bool) -> None:
+    """Never write a split over the user's input, and never silently replace an earlier split."""
+    outputs = [out_dir / name for name in ("train.jsonl", "val.jsonl", "test.jsonl", "split.json")]
+    if any(path.exists() and path.resolve() == data.resolve() for path in outputs):
+        raise SplitError(f"--out {out_dir} would overwrite the input {data}; choose another folder")
+    if not force and (out_dir / "split.json").exists():
+        raise SplitError(f"{out_dir} already holds a split; pass --force to replace it, or choose another folder")

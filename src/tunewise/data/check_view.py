@@ -6,8 +6,10 @@ Presentation only; the numbers come from `CheckReport`.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunewise.data.check_report import CheckReport
@@ -15,12 +17,13 @@ from tunewise.data.codes import CODES
 from tunewise.schema import Issue, Severity
 
 FIRST_LINES = 6
+SHOWN_LABELS = 30
 
 
 def render_check(report: CheckReport, console: Console) -> None:
     data = report.dataset
     console.print(
-        f"[bold]{report.path}[/]  format={report.format} shape={report.shape or '?'} task={report.task}  "
+        f"[bold]{escape(str(report.path))}[/]  format={report.format} shape={report.shape or '?'} task={report.task}  "
         f"lines={data.lines_seen:,} valid examples={len(data.examples):,}"
     )
     if report.issues:
@@ -51,7 +54,7 @@ def _issue_table(issues: list[Issue]) -> Table:
         example = (f"{first.field}: " if first.field else "") + first.message
         style = "red" if first.severity is Severity.ERROR else "yellow"
         table.add_row(f"[{style}]{first.severity.value}[/]", code, f"{len(items):,}", ", ".join(lines) + more,
-                      example[:120])
+                      escape(example[:120]))
     return table
 
 
@@ -62,14 +65,15 @@ def _render_hints(issues: list[Issue], console: Console) -> None:
         seen.setdefault(found.code, found.hint)
     console.print("[bold]How to fix[/]")
     for code, hint in seen.items():
-        console.print(f"  [cyan]{code}[/]: {hint}", highlight=False)
+        console.print(f"  [cyan]{code}[/]: {escape(hint)}", highlight=False)
 
 
 def _render_stats(report: CheckReport, console: Console) -> None:
     stats = report.stats
     if not stats.get("examples"):
         return
-    table = Table(title=f"Token lengths ({report.tokenizer}; context {report.context_length or 'unknown'})")
+    tokenizer = Path(report.tokenizer).name if "/" in report.tokenizer else report.tokenizer
+    table = Table(title=escape(f"Token lengths ({tokenizer} tokenizer; context {report.context_length or 'unknown'})"))
     table.add_column("part")
     keys = ("min", "p50", "p90", "p95", "p99", "max", "mean")
     for key in keys:
@@ -92,6 +96,9 @@ def _render_stats(report: CheckReport, console: Console) -> None:
         table.add_column("examples", justify="right")
         table.add_column("share", justify="right")
         total = sum(labels.values())
-        for label, n in labels.items():
-            table.add_row(label, f"{n:,}", f"{n / total:.1%}")
+        for label, n in list(labels.items())[:SHOWN_LABELS]:
+            table.add_row(escape(label), f"{n:,}", f"{n / total:.1%}")
+        if len(labels) > SHOWN_LABELS:
+            rest = list(labels.values())[SHOWN_LABELS:]
+            table.add_row(f"… {len(rest):,} more", f"{sum(rest):,}", f"{sum(rest) / total:.1%}")
         console.print(table)

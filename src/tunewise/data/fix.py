@@ -18,11 +18,11 @@ from typing import Any
 from tunewise.atomic import atomic_open
 from tunewise.data import privacy
 from tunewise.data.check_report import CheckReport
+from tunewise.data.checks import CheckOptions
 from tunewise.data.readers import BOM, RawRecord, parse_json_line
-from tunewise.data.shapes import to_example
+from tunewise.data.shapes import INVISIBLE, to_example
 
 DEDUPED = {"duplicate_example", "near_duplicate"}
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060"), None)
 
 
 class FixError(ValueError):
@@ -37,25 +37,33 @@ class FixResult:
     dropped: int
     repaired: int
     redacted: int
+    warning: str | None = None
 
 
 def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = False) -> FixResult:
     source, out = report.path, Path(output)
     if out.resolve() == source.resolve():
         raise FixError(f"--fix {out} is the input file; tunewise never modifies its input. Choose another path.")
+    if out.suffix.lower() != ".jsonl":
+        raise FixError(f"--fix {out}: the cleaned file is JSONL; give it a .jsonl name")
+    if report.dataset.truncated_at is not None:
+        raise FixError(f"{source} could not be read past line {report.dataset.truncated_at}; fix the error there "
+                       "first (see the report), or every record after it would be lost from the cleaned file")
     drop_reasons = _drop_reasons(report)
     rows = {line: value for line, value in report.dataset.raw.items() if line not in drop_reasons}
     repaired = _repair_encoding(report, drop_reasons)
     rows.update({line: value for line, value in repaired.items()})
     redacted: dict[int, int] = {}
+    # Mapped columns are not self-describing, so a mapped file is written in the canonical chat shape.
+    examples = {e.line: e for e in report.dataset.examples} if report.dataset.mapping else {}
     with atomic_open(out, "w") as handle:
         for line in sorted(rows):
-            value = _clean(rows[line])
+            value = _clean(examples[line].to_chat_record() if line in examples else rows[line])
             if redact_pii:
                 value, count = _redact(value)
                 if count:
                     redacted[line] = count
-            handle.write(json.dumps(value, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n")
     dropped = [{"line": line, "codes": sorted({c for c, _ in reasons}), "reasons": [m for _, m in reasons]}
                for line, reasons in sorted(drop_reasons.items()) if line not in repaired]
     fix_report = {
@@ -66,7 +74,10 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     report_path = out.with_name(out.name + ".fix-report.json")
     with atomic_open(report_path, "w") as handle:
         json.dump(fix_report, handle, ensure_ascii=False, indent=2)
-    return FixResult(out, report_path, len(rows), len(dropped), len(repaired), sum(redacted.values()))
+    minimum = CheckOptions().min_examples
+    warning = (f"only {len(rows)} example(s) remain; at least {minimum} are needed to train or evaluate"
+               if len(rows) < minimum else None)
+    return FixResult(out, report_path, len(rows), len(dropped), len(repaired), sum(redacted.values()), warning)
 
 
 def _drop_reasons(report: CheckReport) -> dict[int, list[tuple[str, str]]]:
@@ -101,7 +112,7 @@ def _repair_encoding(report: CheckReport, drop_reasons: dict[int, list[tuple[str
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        text = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
+        text = unicodedata.normalize("NFC", value).translate(INVISIBLE)
         return text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if isinstance(value, dict):
         return {key: _clean(item) for key, item in value.items()}

@@ -27,6 +27,7 @@ class Dataset:
     raw: dict[int, Any] = field(default_factory=dict)
     lines_seen: int = 0
     mapping: ColumnMapping | None = None
+    truncated_at: int | None = None
 
     @property
     def error_lines(self) -> set[int]:
@@ -50,7 +51,8 @@ def read_examples(
     if chosen is None:
         chosen = detect_shape(outcome.records)
     data = Dataset(path=path, format=outcome.format, shape=chosen, issues=list(outcome.issues),
-                   lines_seen=outcome.lines_seen, mapping=mapping)
+                   lines_seen=outcome.lines_seen, mapping=mapping,
+                   truncated_at=outcome.truncated_at)
     seen_ids: set[str] = set()
     for record in outcome.records:
         example, problems = to_example(record, None if chosen == "mapped" else chosen, mapping)

@@ -8,9 +8,11 @@ format has one) and reading goes on, so one pass reports everything. Readers kno
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,9 @@ class ReadOutcome:
     records: list[RawRecord] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     lines_seen: int = 0
+    # Set when a defect stopped reading (a JSON syntax error): records after this line were never seen,
+    # so `--fix` must refuse rather than write a file that silently lacks them.
+    truncated_at: int | None = None
 
 
 def detect_format(path: Path, head: bytes) -> str | None:
@@ -66,7 +71,9 @@ def read_file(path: Path, fmt: str | None = None, *, max_line_bytes: int = DEFAU
         out = ReadOutcome(format=fmt or "unknown")
         out.issues.append(issue("unreadable_file", f"{path}: {exc.strerror or exc}"))
         return out
-    fmt = fmt or detect_format(path, head)
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise ValueError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    fmt = fmt.lower() if fmt else detect_format(path, head)
     if fmt is None:
         out = ReadOutcome(format="unknown")
         out.issues.append(issue("unknown_format", f"cannot tell the format of {path.name}"))
@@ -81,22 +88,43 @@ def read_file(path: Path, fmt: str | None = None, *, max_line_bytes: int = DEFAU
     return reader(path)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (strict parsers such as the OpenAI upload reject it)")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_CR_HINT = "The file uses CR-only (old Mac) line endings; convert them to \\n so each record is on its own line."
+
+
 def parse_json_line(text: str, line: int) -> tuple[Any, Issue | None]:
     """Parse one JSON text; a syntax error becomes invalid_json with its column."""
     try:
-        return json.loads(text), None
+        return _DECODER.decode(text), None
     except json.JSONDecodeError as exc:
-        return None, issue("invalid_json", f"{exc.msg} at column {exc.colno}", line=line, column=exc.colno)
+        hint = _CR_HINT if "\r" in text.rstrip("\r\n") else None
+        return None, issue("invalid_json", f"{exc.msg} at column {exc.colno}", line=line, column=exc.colno, hint=hint)
     except RecursionError:
         return None, issue("nesting_too_deep", "nesting exceeds the JSON parser's depth limit", line=line)
+    except ValueError as exc:  # NaN/Infinity, or an integer beyond Python's digit limit
+        return None, issue("invalid_json", str(exc).splitlines()[0][:200], line=line)
 
 
 def read_jsonl(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ReadOutcome:
     out = ReadOutcome(format="jsonl")
     crlf_lines: list[int] = []
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while True:
+            raw = handle.readline(max_line_bytes + 1)
+            if not raw:
+                break
+            number += 1
             out.lines_seen = number
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_rest_of_line(handle)
+                out.issues.append(issue("line_too_long", f"line is {size:,} bytes; the limit is {max_line_bytes:,}",
+                                        line=number))
+                continue
             _read_jsonl_line(raw, number, out, crlf_lines, max_line_bytes)
     _report_crlf(crlf_lines, out)
     if not out.records and not any(i.code != "blank_line" for i in out.issues):
@@ -104,8 +132,18 @@ def read_jsonl(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> R
     return out
 
 
+def _skip_rest_of_line(handle: Any, chunk: int = 1 << 20) -> int:
+    """Consume an over-long line without holding it in memory; return how many bytes were skipped."""
+    skipped = 0
+    while True:
+        part = handle.readline(chunk)
+        skipped += len(part)
+        if not part or part.endswith(b"\n"):
+            return skipped
+
+
 def _read_jsonl_line(raw: bytes, number: int, out: ReadOutcome, crlf: list[int], limit: int) -> None:
-    if len(raw) > limit:
+    if len(raw.rstrip(b"\r\n")) > limit:
         out.issues.append(issue("line_too_long", f"line is {len(raw):,} bytes; the limit is {limit:,}", line=number))
         return
     if raw.endswith(b"\r\n"):
@@ -166,11 +204,18 @@ def read_json(path: Path) -> ReadOutcome:
             jsonl = read_jsonl(path)
             jsonl.issues.insert(0, issue("format_mismatch", f"{path.name} holds one JSON object per line (JSONL)", line=1))
             return jsonl
-        out.issues.append(issue("invalid_json", f"{exc.msg} at column {exc.colno}; the rest of the file cannot be read",
-                                line=exc.lineno, column=exc.colno))
+        _stop(out, issue("invalid_json", f"{exc.msg} at column {exc.colno}; lines {exc.lineno}-{out.lines_seen} "
+                                         "cannot be read until this is fixed", line=exc.lineno, column=exc.colno))
     except RecursionError:
-        out.issues.append(issue("nesting_too_deep", "nesting exceeds the JSON parser's depth limit", line=1))
+        _stop(out, issue("nesting_too_deep", "nesting exceeds the JSON parser's depth limit", line=1))
+    except ValueError as exc:  # NaN/Infinity or an over-long integer somewhere in the document
+        _stop(out, issue("invalid_json", f"{str(exc).splitlines()[0][:200]}; the file cannot be read", line=1))
     return out
+
+
+def _stop(out: ReadOutcome, problem: Issue) -> None:
+    out.issues.append(problem)
+    out.truncated_at = problem.line or 1
 
 
 class _Scanner:
@@ -178,7 +223,7 @@ class _Scanner:
 
     def __init__(self, text: str) -> None:
         self.text, self.pos, self._line, self._line_pos = text, 0, 1, 0
-        self.decoder = json.JSONDecoder()
+        self.decoder = _DECODER
 
     def skip_ws(self) -> str:
         while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
@@ -231,28 +276,37 @@ def _scan_array(scan: _Scanner, out: ReadOutcome) -> None:
             return
 
 
+RECORD_KEYS = ("data", "examples", "records", "rows", "items")
+
+
+def _records_key(document: dict[str, Any]) -> str | None:
+    """Which list holds the records: a conventional name first, else the first list of objects."""
+    lists = [k for k, v in document.items() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v[:100])]
+    named = [k for k in RECORD_KEYS if k in lists]
+    return (named or lists or [None])[0]
+
+
 def _scan_wrapper_object(scan: _Scanner, out: ReadOutcome) -> None:
-    """{"data": [...], ...}: records come from the first list of objects; other keys are ignored."""
-    scan.expect("{")
-    found = False
-    if scan.skip_ws() == "}":
-        scan.pos += 1
-    else:
-        while True:
-            scan.skip_ws()
-            scan.value()  # key
-            scan.expect(":")
-            if not found and scan.skip_ws() == "[":
-                _scan_array(scan, out)
-                found = True
-            else:
-                scan.skip_ws()
-                scan.value()
-            if scan.expect(",}") == "}":
-                break
-    if not found:
+    """{"data": [...], ...}: the whole object is parsed once to choose the list, then scanned for lines."""
+    document = scan.decoder.decode(scan.text)
+    key = _records_key(document)
+    if key is None:
         out.issues.append(issue("data_type", "top-level object holds no list of records", line=1,
-                                hint="Use a JSON array of objects, or JSONL with one object per line."))
+                                hint="Use a JSON array of objects, JSONL, or an object like {\"data\": [...]}."))
+        scan.pos = len(scan.text)
+        return
+    scan.expect("{")
+    while True:
+        scan.skip_ws()
+        name = scan.value()
+        scan.expect(":")
+        scan.skip_ws()
+        if name == key:
+            _scan_array(scan, out)
+        else:
+            scan.value()
+        if scan.expect(",}") == "}":
+            return
 
 
 def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ReadOutcome:
@@ -263,32 +317,49 @@ def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Rea
         data = data[len(BOM):]
     text = data.decode("utf-8", errors="surrogateescape")
     dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    csv.field_size_limit(max(max_line_bytes, 131072))
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    previous_limit = csv.field_size_limit(min(max_line_bytes, 2**31 - 1))  # process-wide: restored below
+    try:
+        _read_csv_rows(csv.reader(io.StringIO(text, newline=""), dialect), out, max_line_bytes)
+    finally:
+        csv.field_size_limit(previous_limit)
+    if not out.records and not any(i.severity.value == "error" for i in out.issues):
+        out.issues.append(issue("empty_file", f"{path.name} has a header but no rows"))
+    return out
+
+
+def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int) -> None:
     try:
         header = next(reader, None)
     except csv.Error as exc:
         out.issues.append(issue("invalid_csv", f"header cannot be parsed: {exc}", line=1))
-        return out
+        return
     if not header or not any(h.strip() for h in header):
         out.issues.append(issue("empty_file", "no header row", line=1))
-        return out
+        return
     header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        out.issues.append(issue("invalid_csv", f"column(s) {', '.join(map(repr, repeated))} appear more than once",
+                                line=1, hint="Give every column a distinct name."))
+        return
     start = reader.line_num + 1
     while True:
+        before = reader.line_num
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            out.issues.append(issue("invalid_csv", str(exc), line=reader.line_num))
-            break
+            too_big = "field larger than field limit" in str(exc)
+            out.issues.append(issue("line_too_long" if too_big else "invalid_csv",
+                                    f"a field exceeds {max_line_bytes:,} bytes" if too_big else str(exc), line=start))
+            if reader.line_num == before:  # the reader cannot move past this point
+                break
+            start = reader.line_num + 1
+            continue
         line, start = start, reader.line_num + 1
         out.lines_seen = reader.line_num
         _read_csv_row(row, header, line, out)
-    if not out.records and not any(i.severity.value == "error" for i in out.issues):
-        out.issues.append(issue("empty_file", f"{path.name} has a header but no rows"))
-    return out
 
 
 def _read_csv_row(row: list[str], header: list[str], line: int, out: ReadOutcome) -> None:
@@ -320,5 +391,23 @@ def read_parquet(path: Path) -> ReadOutcome:
     out.lines_seen = len(rows)
     if not rows:
         out.issues.append(issue("empty_file", f"{path.name} has no rows"))
-    out.records.extend(RawRecord(index, row) for index, row in enumerate(rows, start=1))
+    out.records.extend(RawRecord(index, _json_safe(row)) for index, row in enumerate(rows, start=1))
     return out
+
+
+def _json_safe(value: Any) -> Any:
+    """Parquet carries types JSON lacks (timestamps, decimals, bytes); keep them as strings so every later
+    stage can write records as plain JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

@@ -130,6 +130,8 @@ def _message(item: Any, index: int, line: int) -> tuple[Message | None, list[Iss
     problems += [issue("message_unrecognized_key", f"{where} has key `{key}`", line=line, field=f"{where}.{key}")
                  for key in item if key not in MESSAGE_KEYS]
     role, content, weight = item.get("role"), item.get("content"), item.get("weight")
+    if isinstance(content, list) and text_parts(content) is not None:
+        content = text_parts(content)
     if "role" in item and role not in ROLES:
         problems.append(issue("unrecognized_role", f"{where}.role is {role!r}", line=line, field=f"{where}.role"))
     if "content" in item:
@@ -142,10 +144,26 @@ def _message(item: Any, index: int, line: int) -> tuple[Message | None, list[Iss
     return Message(role=role, content=content, weight=weight), []
 
 
+# Characters that render as nothing: text made only of these is as empty as "" (and `--fix` strips them).
+INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060"), None)
+
+
+def text_parts(value: Any) -> str | None:
+    """OpenAI's content-parts form, [{"type": "text", "text": ...}, ...], joined; None if it is not text-only."""
+    if isinstance(value, list) and value and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
+    ):
+        return "".join(p["text"] for p in value)
+    return None
+
+
 def _text_problems(value: Any, line: int, field: str) -> list[Issue]:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not value.translate(INVISIBLE).strip()):
         return [issue("missing_content", f"`{field}` is empty", line=line, field=field)]
-    if not isinstance(value, str):
+    if isinstance(value, list) and text_parts(value) is None:
+        return [issue("invalid_type", f"`{field}` is a list of content parts that are not all text", line=line,
+                      field=field, hint="Only text parts ({\"type\": \"text\", \"text\": ...}) can be trained on.")]
+    if not isinstance(value, (str, list)):
         return [issue("invalid_type", f"`{field}` is a {type(value).__name__}, expected a string", line=line, field=field)]
     return []
 
@@ -157,6 +175,8 @@ def _field_text(value: dict[str, Any], key: str, line: int, *, label: bool = Fal
     if label and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         raw = str(raw)  # numeric class ids are common in CSV/Parquet
     problems = _text_problems(raw, line, key)
+    if not problems and not isinstance(raw, str):
+        problems = [issue("invalid_type", f"`{key}` is a {type(raw).__name__}, expected a string", line=line, field=key)]
     return ("" if problems else raw), problems
 
 

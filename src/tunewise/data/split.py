@@ -246,7 +246,7 @@ def write_splits(split: Split, out_dir: Path) -> dict[str, Any]:
         with atomic_open(out_dir / filename, "w") as handle:
             for example in part:
                 try:
-                    line = json.dumps(example.to_chat_record(), ensure_ascii=False) + "\n"
+                    line = json.dumps(example.to_chat_record(), ensure_ascii=False, allow_nan=False) + "\n"
                 except (TypeError, ValueError) as exc:
                     raise SplitError(
                         f"example {example.id!r} (line {example.line}) cannot be written as JSON: {exc}; "
