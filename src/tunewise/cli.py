@@ -230,6 +230,57 @@ def assets(
 
 
 @app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the experiment file")] = Path("experiment.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Print every field and what it means instead")] = False,
+) -> None:
+    """Write a commented example experiment to edit."""
+    from importlib.resources import files
+
+    from tunewise.atomic import atomic_write_text
+    from tunewise.config import dump_schema_doc
+
+    if explain:
+        console.print(dump_schema_doc(), markup=False, highlight=False)
+        return
+    if path.exists() and not force:
+        raise fail(f"{path} exists; pass --force to replace it")
+    try:
+        atomic_write_text(path, files("tunewise.templates").joinpath("experiment.yaml").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    console.print(f"wrote {escape(str(path))}: set data.path and the task, then `tunewise run {escape(str(path))}`")
+
+
+@app.command()
+def run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see `tunewise init`)")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set arms.0.k=5")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder (skips finished work)")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore and do not fill the answer cache")] = False,
+) -> None:
+    """Run every arm of an experiment on one frozen split and print per-arm quality."""
+    from tunewise.config import ConfigError, load_experiment
+    from tunewise.experiment import ExperimentError, rich_progress, run_experiment
+    from tunewise.experiment_view import render_result
+    from tunewise.runs import RunError
+
+    _existing(experiment)
+    try:
+        config = load_experiment(experiment, overrides)
+        with rich_progress(console) as progress:
+            result = run_experiment(config, resume=resume, progress=progress,
+                                    log=lambda m: console.print(escape(m)), use_cache=not no_cache)
+    except (ConfigError, ExperimentError, RunError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise _cannot_write(None, exc) from None
+    render_result(result, console)
+    raise typer.Exit(1 if result.failures else 0)
+
+
+@app.command()
 def demo(runs_dir: RunsOpt = Path("runs")) -> None:
     """The main job on the bundled defaults: check and split the bundled BBC News data (more arms follow)."""
     from tunewise.demo import run_demo

@@ -1,0 +1,60 @@
+"""What every arm gets: the task, the frozen train and test examples, the answer cache, a place to write
+predictions, progress reporting, and shared model instances (a model is loaded once per run, however
+many arms use it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunewise.prediction_cache import PredictionCache
+from tunewise.predictions import PredictionStore
+from tunewise.schema import Example
+from tunewise.tasks import Task
+
+# progress(total, description) -> context manager yielding advance(n)
+ProgressFactory = Callable[[str, int], Any]
+
+
+@contextmanager
+def no_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+@dataclass
+class ArmContext:
+    task: Task
+    train: list[Example]
+    test: list[Example]
+    seed: int
+    run_dir: Path
+    cache: PredictionCache
+    threads: int | None = None
+    progress: ProgressFactory = no_progress
+    log: Callable[[str], None] = print
+    _models: dict[tuple[str, str], Any] = field(default_factory=dict)
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
+
+    def store(self, arm_name: str) -> PredictionStore:
+        return PredictionStore(self.run_dir / "predictions" / f"{arm_name}.jsonl")
+
+    def local_model(self, model: str, precision: str) -> Any:
+        """A LocalLM shared across arms, loaded on first use."""
+        key = (model, precision)
+        if key not in self._models:
+            from tunewise.assets import resolve_model
+            from tunewise.models.local import LocalLM
+
+            self._models[key] = LocalLM(resolve_model(model), precision=precision, threads=self.threads)
+            self.log(f"loaded {model}: {self._models[key].precision.reason}")
+        return self._models[key]
+
+    def model_id(self, model: str) -> str:
+        from tunewise.assets import resolve_model
+        from tunewise.models.identity import model_fingerprint
+
+        return model_fingerprint(resolve_model(model))

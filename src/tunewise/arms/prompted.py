@@ -1,0 +1,132 @@
+"""The path every prompted arm shares: build a prompt per test example, ask a backend (local label scoring,
+local generation, or a remote endpoint) for what is not cached or already done, and append predictions.
+
+Work goes in chunks so an interrupted run keeps everything up to the last finished chunk. The cache key
+covers the backend's identity (model weights or endpoint, precision, decoding parameters) and the exact
+messages, so any change to the prompt or the model is a miss and nothing stale is served.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tunewise.arms.context import ArmContext
+from tunewise.prediction_cache import cache_key
+from tunewise.schema import Example, Prediction
+
+Messages = list[dict[str, str]]
+
+
+class Backend(Protocol):
+    batch_size: int
+
+    def identity(self) -> dict[str, Any]:
+        ...
+
+    def answer(self, prompts: Sequence[Messages], advance: Callable[[int], None]) -> list[dict[str, Any]]:
+        """One dict per prompt: raw, scores, prompt_tokens, completion_tokens, latency_s, error."""
+        ...
+
+
+@dataclass
+class LabelScoring:
+    """Classification by the log-likelihood of each label as the assistant's reply (no free generation).
+
+    The model is loaded lazily: an arm whose answers are all cached never loads it.
+    """
+
+    load: Callable[[], Any]
+    model_id: str
+    dtype: str
+    labels: list[str]
+    batch_size: int = 8
+
+    @property
+    def lm(self) -> Any:
+        return self.load()
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "label_scoring", "model": self.model_id, "precision": self.dtype,
+                "labels": self.labels, "normalize": "sum"}
+
+    def answer(self, prompts: Sequence[Messages], advance: Callable[[int], None]) -> list[dict[str, Any]]:
+        start = time.perf_counter()
+        scores = self.lm.score_options(prompts, self.labels, batch_size=self.batch_size, progress=advance)
+        each = (time.perf_counter() - start) / max(len(prompts), 1)
+        answers = []
+        for prompt, row in zip(prompts, scores):
+            best = max(range(len(self.labels)), key=lambda i: (row[i], -i))
+            answers.append({"raw": self.labels[best], "scores": dict(zip(self.labels, row)),
+                            "prompt_tokens": len(self.lm.render(prompt)), "completion_tokens": 0, "latency_s": each})
+        return answers
+
+
+@dataclass
+class LocalGeneration:
+    load: Callable[[], Any]
+    model_id: str
+    dtype: str
+    max_new_tokens: int
+    batch_size: int = 8
+
+    @property
+    def lm(self) -> Any:
+        return self.load()
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "generate", "model": self.model_id, "precision": self.dtype,
+                "max_new_tokens": self.max_new_tokens, "temperature": 0.0}
+
+    def answer(self, prompts: Sequence[Messages], advance: Callable[[int], None]) -> list[dict[str, Any]]:
+        outputs = self.lm.generate(prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                   progress=advance)
+        return [{"raw": g.text, "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                 "latency_s": g.latency_s} for g in outputs]
+
+
+def local_backend(arm: Any, ctx: ArmContext, max_new_tokens: int) -> Backend:
+    """Label scoring for classification, batched generation otherwise, on the arm's local model."""
+    from tunewise.models.local import choose_precision
+
+    dtype = str(choose_precision("auto", arm.precision).dtype)
+    load = lambda: ctx.local_model(arm.model, arm.precision)  # noqa: E731
+    if ctx.task.labels:
+        return LabelScoring(load, ctx.model_id(arm.model), dtype, list(ctx.task.labels), arm.batch_size)
+    return LocalGeneration(load, ctx.model_id(arm.model), dtype, max_new_tokens, arm.batch_size)
+
+
+def run_prompted(name: str, ctx: ArmContext, prompts: Callable[[Example], Messages], backend: Backend,
+                 chunk: int = 64) -> list[Prediction]:
+    store = ctx.store(name)
+    pending = [e for e in ctx.test if e.id not in store.done]
+    identity = backend.identity()
+    with ctx.progress(name, len(ctx.test)) as advance:
+        advance(len(ctx.test) - len(pending))
+        for start in range(0, len(pending), chunk):
+            batch = pending[start:start + chunk]
+            messages = [prompts(e) for e in batch]
+            keys = [cache_key(backend=identity, messages=m) for m in messages]
+            cached = ctx.cache.get_many(keys)
+            advance(sum(k in cached for k in keys))
+            missing = [i for i, k in enumerate(keys) if k not in cached]
+            fresh = backend.answer([messages[i] for i in missing], advance) if missing else []
+            new = {keys[i]: answer for i, answer in zip(missing, fresh) if not answer.get("error")}
+            ctx.cache.put_many(new)
+            answers = {keys[i]: answer for i, answer in zip(missing, fresh)} | cached
+            store.append(_prediction(name, e, answers[k], ctx, k in cached) for e, k in zip(batch, keys))
+    return store.ordered(e.id for e in ctx.test)
+
+
+def _prediction(name: str, example: Example, answer: dict[str, Any], ctx: ArmContext, cached: bool) -> Prediction:
+    raw = answer.get("raw", "")
+    error = answer.get("error")
+    return Prediction(
+        id=example.id, arm=name, input=example.input, reference=example.output.strip(),
+        # a cached answer keeps the latency measured when it was computed, so re-runs report the same figures
+        prediction="" if error else ctx.task.parse(raw), raw=raw, latency_s=answer.get("latency_s", 0.0),
+        prompt_tokens=answer.get("prompt_tokens", 0), completion_tokens=answer.get("completion_tokens", 0),
+        scores=answer.get("scores"), cached=cached, error=error,
+    )

@@ -1,0 +1,269 @@
+"""The experiment file: typed, documented, validated on load, with errors that name the line and the fix.
+
+An experiment YAML names the data, the task, the split and a list of arms (ways of doing the task). Every
+field is a pydantic model field with a description; unknown keys are errors (a typo must not silently
+fall back to a default). `load_experiment` also applies dotted overrides (`--set arms.0.k=5`) before
+validating, so the resolved config saved in the run manifest is exactly what ran. Knows nothing about
+models or files beyond reading the YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunewise.arms.classical import ClassicalConfig
+
+
+class ConfigError(ValueError):
+    """The experiment file (or an override) is invalid; the message lists every problem with its line."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    path: Path = Field(description="Data file (JSONL, JSON, CSV or Parquet). Relative paths are relative to the YAML file. "
+                                   "The special value `bundled:bbc-news` is the bundled BBC News dataset.")
+    format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(None, description="Container format; default: from the extension.")
+    mapping: dict[str, str] | None = Field(None, description="Column mapping, e.g. {input: body, output: category}, when the "
+                                                             "data does not use a standard shape.")
+
+
+class TaskConfig(Strict):
+    type: Literal["classify", "extract", "generate"] = Field(description="What the model must do with each input.")
+    labels: list[str] | None = Field(None, description="Classification labels; default: every label in the training split.")
+    instructions: str | None = Field(None, description="Task instructions given to prompted models; default: the task's own.")
+    json_schema: dict[str, Any] | None = Field(None, description="For extract: the JSON schema answers must follow.")
+    max_input_words: int = Field(200, ge=8, description="Inputs (and exemplars) are cut to this many words in prompts, "
+                                                        "so few-shot prompts stay within small models' budgets.")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget for extract/generate tasks.")
+
+
+class SplitConfig(Strict):
+    seed: int = Field(13, description="Seed of the frozen split and of every sampled choice (exemplars, subsets).")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of examples held out for validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of examples held out for the head-to-head test.")
+    stratify: bool = Field(True, description="Keep label proportions equal across splits.")
+    max_test: int | None = Field(None, ge=1, description="Evaluate every arm on this many test examples (a stratified, "
+                                                          "seeded subset) to bound time on a CPU; default: the whole test split.")
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1 so examples remain for training")
+        return self
+
+
+class _ArmBase(Strict):
+    name: str = Field(description="Unique arm name; used for predictions/<name>.jsonl and in the report.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+
+
+class _LocalArm(_ArmBase):
+    model: str = Field("smollm2", description="Local folder, hub id, or `smollm2` for the bundled SmolLM2-135M-Instruct.")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="auto = bf16 where the hardware runs it fast, else fp32.")
+    batch_size: int = Field(8, ge=1, le=512, description="Examples per forward pass.")
+    prompt: str = Field("default", description="Prompt template: a named variant of the task (default, terse, cot).")
+    variants: list[str] | None = Field(None, description="Several prompt templates compared as separate arms named `<name>@<variant>`.")
+
+
+class ZeroShotArm(_LocalArm):
+    """The model with instructions only."""
+
+    type: Literal["zero_shot"]
+
+
+class FewShotArm(_LocalArm):
+    """k training examples as exemplars (label-balanced for classification; fixed for every test input)."""
+
+    type: Literal["few_shot"]
+    k: int = Field(4, ge=1, le=64, description="Number of exemplars.")
+
+
+class RetrievalArm(_LocalArm):
+    """The k training examples nearest to each test input as exemplars."""
+
+    type: Literal["retrieval"]
+    k: int = Field(4, ge=1, le=64, description="Number of retrieved exemplars.")
+    retriever: Literal["embedding", "bm25"] = Field("embedding", description="MiniLM embeddings (cosine) or BM25 (no model).")
+    embedder: str = Field("minilm", description="Sentence-transformers folder, or `minilm` for the bundled all-MiniLM-L6-v2.")
+
+
+class ClassicalArm(_ArmBase):
+    """TF-IDF (+ metadata features) into a linear model or random forest, chosen by cross-validated search."""
+
+    type: Literal["classical"]
+    settings: ClassicalConfig = Field(default_factory=ClassicalConfig, description="Model family, search and features.")
+
+
+class RemoteArm(_ArmBase):
+    """Any OpenAI-compatible endpoint."""
+
+    type: Literal["remote"]
+    base_url: str = Field(description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(description="Model name the endpoint knows.")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the key; null for none.")
+    mode: Literal["zero_shot", "few_shot", "cot"] = Field("zero_shot", description="Prompting strategy.")
+    k: int = Field(4, ge=1, le=64, description="Exemplars for few_shot mode.")
+    concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout.")
+    retries: int = Field(4, ge=0, le=20, description="Retries on 429/5xx/timeouts, with exponential backoff.")
+    max_tokens: int = Field(64, ge=1, le=32768, description="Completion budget per request.")
+
+
+class EnsembleArm(_ArmBase):
+    """Majority vote of other arms' predictions (ties go to the first member listed)."""
+
+    type: Literal["ensemble"]
+    members: list[str] = Field(min_length=2, description="Names of the arms to combine.")
+
+
+Arm = Annotated[Union[ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm, RemoteArm, EnsembleArm],
+                Field(discriminator="type")]
+LOCAL_ARMS = (ZeroShotArm, FewShotArm, RetrievalArm)
+
+
+class Experiment(Strict):
+    """One head-to-head: a dataset, a task, one frozen split, and the arms compared on it."""
+
+    name: str = Field(description="Experiment name, shown in reports.")
+    data: DataConfig
+    task: TaskConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    arms: list[Arm] = Field(min_length=1, description="The ways of doing the task to compare.")
+    runs_dir: Path = Field(Path("runs"), description="Where run folders are created (relative to the working directory).")
+    threads: int | None = Field(None, ge=1, description="CPU threads for local models; default: all cores.")
+
+    @model_validator(mode="after")
+    def _arms_fit_together(self) -> Experiment:
+        self.arms = _expand_variants(self.arms)
+        names = [arm.name for arm in self.arms]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"arm names must be unique; repeated: {', '.join(repeated)}")
+        for arm in self.arms:
+            if isinstance(arm, EnsembleArm):
+                unknown = [m for m in arm.members if m not in names or m == arm.name]
+                if unknown:
+                    raise ValueError(f"ensemble {arm.name!r} names unknown arms {unknown}; known: {names}")
+            if isinstance(arm, ClassicalArm) and self.task.type != "classify":
+                raise ValueError(f"arm {arm.name!r}: the classical arm needs task.type classify")
+        return self
+
+
+def _expand_variants(arms: list[Any]) -> list[Any]:
+    """`variants: [a, b]` on one arm becomes arms `name@a` and `name@b` with `prompt` set."""
+    expanded = []
+    for arm in arms:
+        if isinstance(arm, LOCAL_ARMS) and arm.variants:
+            expanded += [arm.model_copy(update={"name": f"{arm.name}@{v}", "prompt": v, "variants": None})
+                         for v in arm.variants]
+        else:
+            expanded.append(arm)
+    return expanded
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """`arms.0.k=5` sets raw["arms"][0]["k"] = 5 (the value is parsed as YAML: numbers, booleans, lists)."""
+    path, sep, text = assignment.partition("=")
+    if not sep or not path.strip():
+        raise ConfigError(f"--set {assignment!r}: expected DOTTED.PATH=VALUE, e.g. --set arms.0.k=5")
+    keys = path.strip().split(".")
+    node: Any = raw
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[:depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set {assignment!r}: {where} is not an index of a list of {len(node)}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: {'.'.join(keys[:depth])} is not a mapping or list")
+        if last:
+            node[key] = yaml.safe_load(text)
+        else:
+            if isinstance(node, dict) and key not in node:
+                node[key] = {}
+            node = node[key]
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read, override and validate an experiment YAML; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with name, data, task and arms")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    try:
+        experiment = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(path, text, exc)) from None
+    data_path = str(experiment.data.path)
+    if not data_path.startswith("bundled:") and not experiment.data.path.is_absolute():
+        experiment.data.path = (path.parent / experiment.data.path).resolve()
+    return experiment
+
+
+def _explain(path: Path, text: str, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s)"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        # pydantic adds the union member's tag to the location ("arms.0.few_shot.k"); drop it for humans
+        loc = [part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1].isdigit() and part in _ARM_TYPES)]
+        dotted = ".".join(loc) or "(top level)"
+        # a bad or missing arm `type` is reported on the arm; point at its `type:` line when there is one
+        line = _line_of(text, loc + ["type"] if error["type"].startswith("union_tag") else loc)
+        given = error.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+        lines.append(f"  {path}:{line}: {dotted}: {error['msg']}{shown}" if line else f"  {dotted}: {error['msg']}{shown}")
+    return "\n".join(lines)
+
+
+_ARM_TYPES = {"zero_shot", "few_shot", "retrieval", "classical", "remote", "ensemble"}
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """The YAML line of a dotted location (or of its nearest existing parent)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def dump_schema_doc() -> str:
+    """Every field with its description, for `tunewise init --explain` and the docs."""
+    rows = []
+    for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
+                  RemoteArm, EnsembleArm, Experiment):
+        rows.append(f"{model.__name__}:")
+        for name, field in model.model_fields.items():
+            rows.append(f"  {name}: {field.description or ''}")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, statistics, robustness, forgetting and cost (grown by the evidence stage)."""

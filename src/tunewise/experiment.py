@@ -1,0 +1,192 @@
+"""`tunewise run`: one frozen split, every arm on it, predictions and metrics in the run folder.
+
+Glue only. The order is fixed: read the data (refusing files with errors), freeze or reload the split,
+build the task, run each arm (ensembles last), score them. A resumed run (`--resume RUN`) reloads the
+frozen split and skips finished predictions; the answer cache makes even a brand-new run of the same
+experiment do no repeated model work. One arm failing (an endpoint down) is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
+from tunewise.atomic import atomic_write_text
+from tunewise.config import ClassicalArm, EnsembleArm, Experiment, FewShotArm, RemoteArm, RetrievalArm, ZeroShotArm
+from tunewise.data.formats import Dataset, read_examples
+from tunewise.data.shapes import ColumnMapping
+from tunewise.data.split import split_examples, write_splits
+from tunewise.evaluate.metrics import arm_metrics
+from tunewise.prediction_cache import PredictionCache
+from tunewise.runs import Run, create_run, open_run
+from tunewise.schema import Example, Prediction
+from tunewise.tasks import make_task
+
+
+class ExperimentError(ValueError):
+    """The experiment cannot run as configured (bad data, a mismatched resume); the message says what to do."""
+
+
+@dataclass
+class ExperimentResult:
+    run: Run
+    metrics: dict[str, dict[str, Any]]
+    failures: dict[str, str] = field(default_factory=dict)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    seconds: float = 0.0
+
+
+def data_path(experiment: Experiment) -> Path:
+    raw = str(experiment.data.path)
+    if raw == "bundled:bbc-news":
+        from tunewise.assets import bundled_dataset_path
+
+        return bundled_dataset_path()
+    if raw.startswith("bundled:"):
+        raise ExperimentError(f"data.path {raw!r}: the only bundled dataset is bundled:bbc-news")
+    return experiment.data.path
+
+
+def _read(path: Path, experiment: Experiment) -> Dataset:
+    mapping = ColumnMapping.parse([f"{k}={v}" for k, v in experiment.data.mapping.items()]) \
+        if experiment.data.mapping else None
+    if not path.exists():
+        raise ExperimentError(f"data.path {path}: no such file")
+    data = read_examples(path, fmt=experiment.data.format, mapping=mapping)
+    if data.error_lines or data.truncated_at or not data.examples:
+        first = sorted(data.error_lines)[:5]
+        raise ExperimentError(f"{path}: {len(data.error_lines):,} line(s) with errors (first: {first}); run "
+                              f"`tunewise check {path}` to see them, and `--fix clean.jsonl` to drop them")
+    return data
+
+
+def _frozen_split(run: Run, examples: list[Example], experiment: Experiment) -> dict[str, list[Example]]:
+    """Reload the run's split if it exists (a resume), else make it and write it before anything uses it."""
+    folder = run.path / "splits"
+    if (folder / "split.json").exists():
+        return {name: read_examples(folder / f"{name}.jsonl").examples for name in ("train", "val", "test")}
+    cfg = experiment.split
+    split = split_examples(examples, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                           stratify=cfg.stratify)
+    write_splits(split, folder)
+    return {"train": list(split.train), "val": list(split.val), "test": list(split.test)}
+
+
+def evaluation_subset(test: list[Example], max_test: int | None, seed: int, labelled: bool) -> list[Example]:
+    """A seeded subset of the test split, proportional per label, in the split's order: same for every arm."""
+    if max_test is None or max_test >= len(test):
+        return test
+    rng = random.Random(seed)
+    if not labelled:
+        keep = set(rng.sample(range(len(test)), max_test))
+        return [e for i, e in enumerate(test) if i in keep]
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(test):
+        by_label[example.label].append(i)
+    quotas = {label: max(1, round(max_test * len(items) / len(test))) for label, items in sorted(by_label.items())}
+    keep = set()
+    for label, items in sorted(by_label.items()):
+        keep.update(rng.sample(items, min(quotas[label], len(items))))
+    return [e for i, e in enumerate(test) if i in keep]
+
+
+def _order(arms: list[Any]) -> list[Any]:
+    return [a for a in arms if not isinstance(a, EnsembleArm)] + [a for a in arms if isinstance(a, EnsembleArm)]
+
+
+def _run_arm(arm: Any, ctx: ArmContext, experiment: Experiment, done: dict[str, list[Prediction]]) -> list[Prediction]:
+    from tunewise.arms import classical, ensemble, few_shot, remote, retrieval, zero_shot
+
+    budget = experiment.task.max_new_tokens
+    if isinstance(arm, ZeroShotArm):
+        return zero_shot.run(arm, ctx, budget)
+    if isinstance(arm, FewShotArm):
+        return few_shot.run(arm, ctx, budget)
+    if isinstance(arm, RetrievalArm):
+        return retrieval.run(arm, ctx, budget)
+    if isinstance(arm, ClassicalArm):
+        return classical.run(arm, ctx)
+    if isinstance(arm, RemoteArm):
+        return remote.run(arm, ctx)
+    missing = [m for m in arm.members if m not in done]
+    if missing:
+        raise ExperimentError(f"ensemble {arm.name!r}: member(s) {missing} produced no predictions")
+    return ensemble.run(arm, ctx, done)
+
+
+def start_or_resume(experiment: Experiment, resume: Path | None, command: list[str] | None = None) -> Run:
+    config = experiment.model_dump(mode="json")
+    if resume is None:
+        return create_run(experiment.runs_dir, command=command or sys.argv, config=config,
+                          data_files=[data_path(experiment)])
+    run = open_run(resume)
+    if run.manifest.get("config") != config:
+        raise ExperimentError(f"--resume {resume}: that run used a different configuration; start a new run, or "
+                              "resume with the same experiment file and --set overrides")
+    return run
+
+
+def run_experiment(experiment: Experiment, *, resume: Path | None = None, progress: ProgressFactory = no_progress,
+                   log: Callable[[str], None] = print, use_cache: bool = True) -> ExperimentResult:
+    started = time.perf_counter()
+    path = data_path(experiment)
+    data = _read(path, experiment)
+    run = start_or_resume(experiment, resume)
+    run.update(status="running")
+    from tunewise.assets import cache_dir
+
+    cache = PredictionCache(cache_dir() / "predictions.sqlite" if use_cache else None)
+    failures: dict[str, str] = {}
+    try:
+        parts = _frozen_split(run, data.examples, experiment)
+        task = make_task(experiment.task, parts["train"])
+        test = evaluation_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+        ctx = ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
+                         cache=cache, threads=experiment.threads, progress=progress, log=log)
+        done: dict[str, list[Prediction]] = {}
+        for arm in _order(experiment.arms):
+            try:
+                done[arm.name] = _run_arm(arm, ctx, experiment, done)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one arm's failure (endpoint down, bad model id) must not lose the others
+                failures[arm.name] = f"{type(exc).__name__}: {exc}"
+                log(f"arm {arm.name} failed: {failures[arm.name]}")
+        metrics = {name: arm_metrics(predictions, task) for name, predictions in done.items()}
+        atomic_write_text(run.path / "metrics.json", json.dumps({"task": task.name, "test_examples": len(test),
+                                                                  "arms": metrics, "failures": failures}, indent=2))
+        run.update(status="completed" if not failures else "failed", arms=sorted(done), failures=failures,
+                   test_examples=len(test))
+    except BaseException as exc:
+        run.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                   error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        cache.close()
+    return ExperimentResult(run, metrics, failures, cache.hits, cache.misses, time.perf_counter() - started)
+
+
+@contextmanager
+def rich_progress(console: Any) -> Iterator[ProgressFactory]:
+    """One Rich progress bar per arm with count and ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+        @contextmanager
+        def factory(description: str, total: int) -> Iterator[Callable[[int], None]]:
+            task_id = bars.add_task(description, total=total)
+            yield lambda n: bars.advance(task_id, n)
+
+        yield factory

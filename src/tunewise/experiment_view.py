@@ -1,0 +1,28 @@
+"""Rich rendering of an experiment's result: one row per arm, best first. Presentation only."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tunewise.experiment import ExperimentResult
+
+
+def render_result(result: ExperimentResult, console: Console) -> None:
+    metrics = result.metrics
+    labelled = any("accuracy" in m for m in metrics.values())
+    table = Table(title=escape(f"Run {result.run.id}: {next(iter(metrics.values()), {}).get('n', 0)} test examples"))
+    columns = ("arm", "accuracy", "macro-F1") if labelled else ("arm", "exact match")
+    for name in columns + ("failed", "p50 latency", "prompt tokens", "cached"):
+        table.add_column(name, justify="left" if name == "arm" else "right")
+    key = "accuracy" if labelled else "score"
+    for name, m in sorted(metrics.items(), key=lambda item: -item[1].get(key, 0.0)):
+        quality = (f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}") if labelled else (f"{m['score']:.3f}",)
+        table.add_row(escape(name), *quality, str(m["failed"]), f"{m['latency_p50_s'] * 1000:,.0f} ms",
+                      f"{m['prompt_tokens_mean']:,.0f}", f"{m['cached']}/{m['n']}")
+    console.print(table)
+    for name, reason in result.failures.items():
+        console.print(f"[red]✗ {escape(name)}:[/] {escape(reason)}")
+    console.print(f"answer cache: {result.cache_hits:,} hit(s), {result.cache_misses:,} miss(es) · "
+                  f"{result.seconds:.1f} s · predictions in {escape(str(result.run.path / 'predictions'))}")

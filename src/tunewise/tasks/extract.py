@@ -1,0 +1,53 @@
+"""Extraction: answer with a JSON object (optionally following a schema). Scored by exact match of the
+parsed objects here; field-level precision/recall belongs to the evaluation stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tunewise.schema import Example
+from tunewise.tasks import shorten
+from tunewise.tasks.prompting import chat_prompt
+
+
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first decodable {...} in the text (models often wrap JSON in prose or code fences)."""
+    decoder = json.JSONDecoder()
+    for start in (i for i, ch in enumerate(text) if ch == "{"):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ExtractTask:
+    schema: dict[str, Any] | None = None
+    instructions: str | None = None
+    max_input_words: int = 200
+    name: str = "extract"
+    labels: None = None
+
+    def system(self, variant: str) -> str:
+        base = self.instructions or "Extract the requested fields from the text."
+        schema = f" Follow this JSON schema: {json.dumps(self.schema)}." if self.schema else ""
+        return f"{base}{schema} Answer with one JSON object only."
+
+    def messages(self, example: Example, exemplars: Sequence[Example] = (), variant: str = "default") -> list[dict[str, str]]:
+        return chat_prompt(self.system(variant), example, exemplars,
+                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.output.strip())
+
+    def parse(self, raw: str) -> str:
+        value = first_json_object(raw)
+        return json.dumps(value, sort_keys=True, ensure_ascii=False) if value is not None else ""
+
+    def score(self, prediction: str, reference: str) -> float:
+        expected = first_json_object(reference)
+        return float(bool(prediction) and expected is not None and json.loads(prediction) == expected)

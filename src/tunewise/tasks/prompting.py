@@ -1,0 +1,21 @@
+"""Chat assembly shared by every task: system instructions, exemplar turns, then the query.
+
+Exemplars are rendered as earlier user/assistant turns (the format instruction-tuned models were trained
+on), so the same function serves zero-shot (no exemplars), few-shot and retrieval-augmented prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from tunewise.schema import Example
+
+
+def chat_prompt(system: str, example: Example, exemplars: Sequence[Example],
+                render_input: Callable[[Example], str], render_output: Callable[[Example], str]) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system}]
+    for shot in exemplars:
+        messages += [{"role": "user", "content": render_input(shot)},
+                     {"role": "assistant", "content": render_output(shot)}]
+    messages.append({"role": "user", "content": render_input(example)})
+    return messages

@@ -1,0 +1,146 @@
+"""`tunewise run` end to end against a real OpenAI-compatible server on loopback (the remote arm), with
+an ensemble on top: predictions, metrics, the answer cache, resume, and per-arm failure isolation.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from openai_loopback import MODEL, ServerStats, serve
+
+from tunewise.config import load_experiment
+from tunewise.experiment import run_experiment
+from tunewise.predictions import PredictionStore
+
+TOPICS = {"goal": "sports", "shares": "business", "software": "tech", "film": "arts"}
+
+
+def responder(messages: list[dict]) -> str:
+    """A keyword classifier standing in for a remote model; says 'not sure' for one topic so scores differ."""
+    text = messages[-1]["content"].lower()
+    for word, label in TOPICS.items():
+        if word in text:
+            return "Answer: " + label if word != "film" else "not sure"
+    return "no idea"
+
+
+@pytest.fixture
+def experiment_file(tmp_path):
+    rows = [{"text": f"story {i} about the {word} of the day", "label": label}
+            for i in range(40) for word, label in TOPICS.items()]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def make(base_url: str, extra_arms: list[dict] | None = None) -> str:
+        config = {
+            "name": "loopback", "data": {"path": "data.jsonl"}, "task": {"type": "classify"},
+            "split": {"seed": 1, "max_test": 24}, "runs_dir": str(tmp_path / "runs"),
+            "arms": [
+                {"name": "remote-zs", "type": "remote", "base_url": base_url, "model": MODEL, "api_key_env": None,
+                 "concurrency": 4, "timeout_s": 5, "retries": 2},
+                {"name": "remote-fs", "type": "remote", "base_url": base_url, "model": MODEL, "api_key_env": None,
+                 "mode": "few_shot", "k": 4},
+                {"name": "vote", "type": "ensemble", "members": ["remote-zs", "remote-fs"]},
+            ] + (extra_arms or []),
+        }
+        path = tmp_path / "exp.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+
+    return make
+
+
+def test_remote_arms_end_to_end_with_cache_and_resume(experiment_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    stats = ServerStats()
+    with serve(responder, stats=stats) as base_url:
+        experiment = load_experiment(experiment_file(base_url))
+        first = run_experiment(experiment, log=lambda m: None)
+        assert first.failures == {}
+        metrics = first.metrics
+        assert metrics["remote-zs"]["n"] == 24
+        assert metrics["remote-zs"]["accuracy"] == pytest.approx(0.75)  # 'film' answers are unparseable
+        assert metrics["remote-zs"]["unparsed"] == 6
+        assert set(metrics) == {"remote-zs", "remote-fs", "vote"}
+        requests_first = stats.requests
+        assert requests_first == 48  # 24 test examples x 2 remote arms
+
+        predictions = PredictionStore(first.run.path / "predictions" / "remote-zs.jsonl").done
+        sample = next(iter(predictions.values()))
+        assert sample.raw.startswith(("Answer:", "not sure", "no idea")) and sample.prompt_tokens > 0
+
+        # a new run of the same experiment: served from the cache, no request reaches the server
+        second = run_experiment(experiment, log=lambda m: None)
+        assert stats.requests == requests_first
+        assert second.cache_hits == 48 and second.metrics["remote-zs"] == {**metrics["remote-zs"], "cached": 24}
+
+        # resume: drop half of one arm's predictions from the first run; only those are redone (from cache)
+        path = first.run.path / "predictions" / "remote-fs.jsonl"
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:10]))
+        resumed = run_experiment(experiment, resume=first.run.path, log=lambda m: None)
+        assert resumed.cache_hits == 14 and len(path.read_text().splitlines()) == 24
+        manifest = json.loads((first.run.path / "manifest.json").read_text())
+        assert manifest["status"] == "completed"
+
+
+def test_few_shot_prompts_carry_training_exemplars_only(experiment_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    stats = ServerStats()
+    with serve(responder, stats=stats) as base_url:
+        result = run_experiment(load_experiment(experiment_file(base_url)), log=lambda m: None)
+    splits = result.run.path / "splits"
+    test_texts = {json.loads(line)["messages"][0]["content"] for line in (splits / "test.jsonl").read_text().splitlines()}
+    few_shot_bodies = [b for b in stats.bodies if len(b["messages"]) > 2]
+    assert few_shot_bodies
+    for body in few_shot_bodies:
+        exemplar_inputs = [m["content"] for m in body["messages"][1:-1] if m["role"] == "user"]
+        assert len(exemplar_inputs) == 4 and not set(exemplar_inputs) & test_texts
+
+
+def test_one_failing_arm_does_not_lose_the_others(experiment_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    broken = {"name": "wrong-model", "type": "remote", "base_url": "PLACEHOLDER", "model": "no-such-model",
+              "api_key_env": None}
+    with serve(responder) as base_url:
+        broken["base_url"] = base_url
+        result = run_experiment(load_experiment(experiment_file(base_url, [broken])), log=lambda m: None)
+    assert "no-such-model" in result.failures["wrong-model"]
+    assert result.metrics["remote-zs"]["n"] == 24
+    assert json.loads((result.run.path / "metrics.json").read_text())["failures"]
+
+
+def test_cli_run_prints_per_arm_accuracy(experiment_file, tmp_path, monkeypatch):
+    from test_cli import invoke
+
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    with serve(responder) as base_url:
+        code, out, err = invoke("run", experiment_file(base_url), "--set", "split.max_test=12")
+    text = " ".join(out.split())
+    assert code == 0, out + err
+    assert "remote-zs" in text and "0.750" in text and "answer cache" in text
+
+
+def test_data_with_errors_is_refused_before_any_work(tmp_path):
+    (tmp_path / "data.jsonl").write_text('{"text": "a", "label": "x"}\n{oops\n')
+    (tmp_path / "e.yaml").write_text("name: t\ndata: {path: data.jsonl}\ntask: {type: classify}\n"
+                                     "arms: [{name: c, type: classical}]\n")
+    from test_cli import invoke
+
+    code, out, err = invoke("run", tmp_path / "e.yaml")
+    assert code == 2 and "tunewise check" in " ".join((out + err).split())
+
+
+def test_classical_arm_runs_saves_its_model_and_reuses_the_fit(experiment_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    classical = {"name": "tfidf", "type": "classical", "settings": {"model": "logreg", "cv": 2}}
+    with serve(responder) as base_url:
+        experiment = load_experiment(experiment_file(base_url, [classical]))
+        first = run_experiment(experiment, log=lambda m: None)
+        second = run_experiment(experiment, log=lambda m: None)
+    assert first.metrics["tfidf"]["accuracy"] == 1.0 and first.metrics["tfidf"]["cached"] == 0
+    assert second.metrics["tfidf"]["cached"] == 24
+    assert (first.run.path / "models" / "tfidf" / "pipeline.joblib").is_file()
+    prediction = next(iter(PredictionStore(first.run.path / "predictions" / "tfidf.jsonl").done.values()))
+    assert sum(prediction.scores.values()) == pytest.approx(1.0)

@@ -1,0 +1,181 @@
+"""Retrieval indexes: nearest first, exclusion, deterministic ties, clamped k, and a cache that skips the model."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tunewise import retrieval
+from tunewise.retrieval import BM25Index, EmbeddingIndex, RetrievalError, _rank, build_index
+
+CORPUS = [
+    "The striker scored twice as the team won the league match.",
+    "The new laptop ships with a faster chip and longer battery life.",
+    "Stock markets fell sharply after the central bank raised interest rates.",
+    "Bake the bread in a hot oven until the crust is golden.",
+    "The election campaign ended with a televised debate between the candidates.",
+    "Researchers trained a robot to sort recycling with a camera.",
+]
+
+
+class FakeEncoder:
+    """Stands in for a SentenceTransformer: hashes words into a small unit vector and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts, batch_size, normalize_embeddings, convert_to_numpy, show_progress_bar):
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), 16), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.sha256(word.encode()).hexdigest(), 16) % 16] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeEncoder:
+    encoder = FakeEncoder()
+    monkeypatch.setattr(retrieval, "_load_model", lambda model, dtype: encoder)
+    return encoder
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    folder = tmp_path / "fake-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+# ---------------------------------------------------------------- the real bundled embedder
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory) -> EmbeddingIndex:
+    return EmbeddingIndex.build(CORPUS, None, tmp_path_factory.mktemp("embeddings"))
+
+
+@pytest.mark.slow
+def test_each_training_text_finds_itself_first(minilm) -> None:
+    assert [hits[0] for hits in minilm.search(CORPUS, k=2)] == list(range(len(CORPUS)))
+    assert minilm.search(["Shares dropped when the bank lifted rates."], k=1) == [[2]]
+
+
+@pytest.mark.slow
+def test_exclusion_clamping_and_determinism(minilm) -> None:
+    excluded = minilm.search(CORPUS, k=3, exclude=[{i} for i in range(len(CORPUS))])
+    assert all(i not in hits and len(hits) == 3 for i, hits in enumerate(excluded))
+    assert minilm.search(CORPUS, k=100) == minilm.search(CORPUS, k=100)
+    assert sorted(minilm.search(CORPUS[:1], k=100)[0]) == list(range(len(CORPUS)))
+    assert minilm.search(CORPUS[:1], k=100, exclude=[{0, 1}])[0][-1] not in {0, 1}
+    assert len(minilm.search(CORPUS[:1], k=100, exclude=[{0, 1}])[0]) == len(CORPUS) - 2
+
+
+@pytest.mark.slow
+def test_second_build_loads_the_cache_and_never_the_model(minilm, monkeypatch) -> None:
+    def refuse(model, dtype):
+        raise AssertionError("the model was loaded on a cache hit")
+
+    monkeypatch.setattr(retrieval, "_load_model", refuse)
+    again = EmbeddingIndex.build(CORPUS, None, minilm.cache_dir)
+    np.testing.assert_array_equal(again.vectors, minilm.vectors)
+    assert np.allclose(np.linalg.norm(again.vectors, axis=1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- cache keys and progress (fake encoder)
+
+
+def test_cache_is_keyed_by_texts_and_model_files(fake, model_dir, tmp_path) -> None:
+    cache = tmp_path / "cache"
+    seen: list[tuple[int, int]] = []
+    first = EmbeddingIndex.build(CORPUS, model_dir, cache, batch_size=1,
+                                 progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (6, 6) and len(seen) == 1  # 6 texts fit in one chunk of 8 batches
+    assert len(fake.calls) == 1 and len(list(cache.glob("*.npy"))) == 1
+
+    second = EmbeddingIndex.build(CORPUS, model_dir, cache)
+    assert len(fake.calls) == 1  # hit: nothing encoded
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+
+    EmbeddingIndex.build(CORPUS[:-1] + ["something else"], model_dir, cache)
+    assert len(fake.calls) == 2  # one text changed: miss
+    (model_dir / "config.json").write_text('{"changed": true}')
+    changed = EmbeddingIndex.build(CORPUS, model_dir, cache)
+    assert len(fake.calls) == 3  # the model's files changed: miss
+    other = "fp32" if changed.precision == "bf16" else "bf16"
+    assert EmbeddingIndex.build(CORPUS, model_dir, cache, precision=other).precision == other
+    assert len(fake.calls) == 4  # another precision: miss
+
+
+def test_damaged_cache_file_is_recomputed(fake, model_dir, tmp_path) -> None:
+    cache = tmp_path / "cache"
+    first = EmbeddingIndex.build(CORPUS, model_dir, cache)
+    (npy,) = cache.glob("*.npy")
+    npy.write_bytes(b"not numpy")
+    again = EmbeddingIndex.build(CORPUS, model_dir, cache)
+    assert len(fake.calls) == 2
+    np.testing.assert_array_equal(first.vectors, again.vectors)
+
+
+def test_progress_reports_each_chunk(fake, model_dir) -> None:
+    seen: list[tuple[int, int]] = []
+    EmbeddingIndex.build(CORPUS * 3, model_dir, None, batch_size=1, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(8, 18), (16, 18), (18, 18)]
+
+
+def test_duplicate_texts_tie_break_by_index(fake, model_dir) -> None:
+    index = EmbeddingIndex.build(["red apple", "blue sky", "red apple", "red apple"], model_dir)
+    assert index.search(["red apple"], k=3) == [[0, 2, 3]]
+    assert index.search(["red apple"], k=2, exclude=[{0}]) == [[2, 3]]
+
+
+# ---------------------------------------------------------------- ranking and errors
+
+
+def test_rank_is_stable_clamped_and_checked() -> None:
+    scores = np.array([[0.5, 0.9, 0.5, 0.9], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    assert _rank(scores, 3, None) == [[1, 3, 0], [0, 1, 2]]
+    assert _rank(scores, 10, [{3}, set()]) == [[1, 0, 2], [0, 1, 2, 3]]
+    assert _rank(scores, 0, None) == [[], []]
+    with pytest.raises(RetrievalError, match="k must be 0 or more"):
+        _rank(scores, -1, None)
+    with pytest.raises(RetrievalError, match="one set per query"):
+        _rank(scores, 2, [set()])
+
+
+@pytest.mark.parametrize("kind", ["embedding", "bm25"])
+def test_empty_corpus_is_a_clear_error(kind) -> None:
+    with pytest.raises(RetrievalError, match="empty corpus"):
+        build_index(kind, [])
+
+
+def test_unknown_kind_is_an_error() -> None:
+    with pytest.raises(RetrievalError, match="unknown retriever 'tfidf'"):
+        build_index("tfidf", CORPUS)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- BM25
+
+
+def test_bm25_ranks_the_obvious_document_first() -> None:
+    index = build_index("bm25", CORPUS)
+    assert isinstance(index, BM25Index) and len(index) == len(CORPUS)
+    hits = index.search(["interest rates and the stock market", "oven baked bread", "robot camera"], k=2)
+    assert [h[0] for h in hits] == [2, 3, 5]
+    assert index.search(CORPUS, k=1) == [[i] for i in range(len(CORPUS))]
+    assert index.search(CORPUS, k=1, exclude=[{i} for i in range(len(CORPUS))])[2] != [2]
+    assert index.search(["bread"], k=50) == index.search(["bread"], k=50)
+    assert len(index.search(["bread"], k=50)[0]) == len(CORPUS)
+
+
+def test_bm25_query_with_no_known_word_does_not_favour_empty_documents() -> None:
+    index = BM25Index.build(["football match report", "", "chip maker profits"])
+    assert index.search(["zebra quantum", ""], k=3) == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_bm25_corpus_without_words_is_an_error() -> None:
+    with pytest.raises(RetrievalError, match="no searchable words"):
+        BM25Index.build(["the", "and of", ""])
