@@ -281,11 +281,19 @@ def run(
 
 
 @app.command()
-def demo(runs_dir: RunsOpt = Path("runs")) -> None:
-    """The main job on the bundled defaults: check and split the bundled BBC News data (more arms follow)."""
+def demo(
+    runs_dir: RunsOpt = Path("runs"),
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field of examples/bbc-news.yaml")] = None,
+) -> None:
+    """The main job on the bundled defaults: check the BBC News data, then the head-to-head on it."""
+    from tunewise.config import ConfigError
     from tunewise.demo import run_demo
 
-    raise typer.Exit(run_demo(console, runs_dir))
+    try:
+        code = run_demo(console, runs_dir, overrides)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """`tunewise demo` / `make demo`: the main job on the bundled defaults, start to finish, offline.
 
 Today that is: prepare the bundled assets, check the bundled BBC News data and print its report and
-statistics, then freeze a stratified split into a new run folder. The head-to-head arms, fine-tuning and
-the verdict join here as they land. Glue only.
+statistics, then run the head-to-head of `examples/bbc-news.yaml` (zero-shot, few-shot, retrieval,
+classical and an ensemble on one frozen split) and print per-arm quality. Fine-tuning and the verdict join
+here as they land. Glue only.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 
 from tunewise import assets
 from tunewise.data.check_report import check_file
 from tunewise.data.check_view import render_check
-from tunewise.data.split_view import render_split
-from tunewise.stages import split_file
+from tunewise.config import load_experiment
+from tunewise.experiment import rich_progress, run_experiment
+from tunewise.experiment_view import render_result
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bbc-news.yaml"
 
 
-def run_demo(console: Console, runs_root: Path) -> int:
+def run_demo(console: Console, runs_root: Path, overrides: list[str] | None = None) -> int:
     started = time.perf_counter()
     console.print(Rule("1/3 bundled assets"))
     with console.status("Preparing the bundled dataset and tokenizer (first run converts them once) …"):
@@ -34,9 +39,15 @@ def run_demo(console: Console, runs_root: Path) -> int:
     if report.exit_code:
         console.print("[red]The bundled data has errors; this should not happen. Please report it.[/]")
         return report.exit_code
-    console.print(Rule("3/3 tunewise split"))
-    outcome = split_file(data, runs_root=runs_root)
-    render_split(outcome, console)
+    console.print(Rule("3/3 tunewise run examples/bbc-news.yaml"))
+    if not EXAMPLE.is_file():
+        console.print(f"[red]{EXAMPLE} not found: the demo runs from a source checkout (`make demo`).[/]")
+        return 2
+    experiment = load_experiment(EXAMPLE, [f"runs_dir={runs_root}", *(overrides or [])])
+    with rich_progress(console) as progress:
+        result = run_experiment(experiment, progress=progress, log=lambda m: console.print(escape(m)))
+    render_result(result, console)
     console.print(f"\n[bold]done in {time.perf_counter() - started:.1f} s.[/] Next: `tunewise runs --runs-dir "
-                  f"{runs_root}` lists runs; `tunewise check YOUR_DATA.jsonl` checks your own data.")
-    return 0
+                  f"{escape(str(runs_root))}` lists runs; `tunewise check YOUR_DATA.jsonl` checks your own data; "
+                  "`tunewise init` starts an experiment of your own.")
+    return 1 if result.failures else 0

@@ -14,12 +14,14 @@ def render_result(result: ExperimentResult, console: Console) -> None:
     labelled = any("accuracy" in m for m in metrics.values())
     table = Table(title=escape(f"Run {result.run.id}: {next(iter(metrics.values()), {}).get('n', 0)} test examples"))
     columns = ("arm", "accuracy", "macro-F1") if labelled else ("arm", "exact match")
-    for name in columns + ("failed", "p50 latency", "prompt tokens", "cached"):
-        table.add_column(name, justify="left" if name == "arm" else "right")
+    show_failed = any(m["failed"] for m in metrics.values())
+    for name in columns + (("failed",) if show_failed else ()) + ("p50 ms", "prompt tok", "cached"):
+        table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True)
     key = "accuracy" if labelled else "score"
     for name, m in sorted(metrics.items(), key=lambda item: -item[1].get(key, 0.0)):
         quality = (f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}") if labelled else (f"{m['score']:.3f}",)
-        table.add_row(escape(name), *quality, str(m["failed"]), f"{m['latency_p50_s'] * 1000:,.0f} ms",
+        failed = (str(m["failed"]),) if show_failed else ()
+        table.add_row(escape(name), *quality, *failed, f"{m['latency_p50_s'] * 1000:,.0f}",
                       f"{m['prompt_tokens_mean']:,.0f}", f"{m['cached']}/{m['n']}")
     console.print(table)
     for name, reason in result.failures.items():

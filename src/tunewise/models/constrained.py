@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
+from tunewise.jsontext import json_objects
+
 LogitsProcessors = Callable[[], list[Any]]
 
 
@@ -56,12 +58,7 @@ def repair(text: str, schema: dict[str, Any]) -> str:
     """The first decodable JSON object in `text` that has the schema's required keys, re-serialised;
     otherwise `text` unchanged, so the task's parser sees what the model said and can score it as wrong."""
     required = set(schema.get("required", []))
-    decoder = json.JSONDecoder()
-    for start in (i for i, ch in enumerate(text) if ch == "{"):
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and required <= value.keys():
+    for value in json_objects(text):
+        if required <= value.keys():
             return json.dumps(value, ensure_ascii=False)
     return text

@@ -41,6 +41,9 @@ class LocalLM:
     def __init__(self, model: str | Path, *, device: str | torch.device = "auto", precision: str = "auto",
                  threads: int | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its per-load bar would tear through our Rich progress display
 
         if threads is not None:
             if threads < 1:

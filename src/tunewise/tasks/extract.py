@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tunewise.jsontext import json_objects
 from tunewise.schema import Example
 from tunewise.tasks import shorten
 from tunewise.tasks.prompting import chat_prompt
@@ -16,15 +17,7 @@ from tunewise.tasks.prompting import chat_prompt
 
 def first_json_object(text: str) -> dict[str, Any] | None:
     """The first decodable {...} in the text (models often wrap JSON in prose or code fences)."""
-    decoder = json.JSONDecoder()
-    for start in (i for i, ch in enumerate(text) if ch == "{"):
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+    return next(json_objects(text), None)
 
 
 @dataclass(frozen=True)
