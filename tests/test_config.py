@@ -115,3 +115,26 @@ def test_init_writes_the_template_and_it_loads(tmp_path):
     assert invoke("init", target)[0] == 2
     code, out, _ = invoke("init", "--explain")
     assert code == 0 and "max_input_words" in out
+
+
+def test_primary_metric_defaults_by_task_and_is_checked(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text(MINIMAL)
+    assert load_experiment(path).evaluation.primary_metric == "accuracy"
+    path.write_text(MINIMAL.replace("classify", "generate"))
+    assert load_experiment(path).evaluation.primary_metric == "score"
+    path.write_text(MINIMAL.replace("classify", "generate") + "evaluation: {primary_metric: macro_f1}\n")
+    with pytest.raises(ConfigError, match="needs task.type classify"):
+        load_experiment(path)
+
+
+def test_cost_per_1k_requests():
+    from tunewise.config import RemotePrice
+    from tunewise.evaluate.metrics import cost_per_1k_requests
+    from tunewise.schema import Prediction
+
+    preds = [Prediction(id=str(i), arm="a", input="", reference="", prediction="", raw="", latency_s=0.36,
+                        prompt_tokens=1000, completion_tokens=10) for i in range(4)]
+    assert cost_per_1k_requests(preds, hourly_usd=2.0) == pytest.approx(0.2)  # 360 s per 1k at $2/h
+    price = RemotePrice(input_per_million=0.15, output_per_million=0.6, as_of="2026-11-01")
+    assert cost_per_1k_requests(preds, price=price) == pytest.approx(0.156)

@@ -144,3 +144,42 @@ def test_classical_arm_runs_saves_its_model_and_reuses_the_fit(experiment_file, 
     assert (first.run.path / "models" / "tfidf" / "pipeline.joblib").is_file()
     prediction = next(iter(PredictionStore(first.run.path / "predictions" / "tfidf.jsonl").done.values()))
     assert sum(prediction.scores.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("task,rows", [
+    ("classify", [{"text": f"story {i} about the {w}", "label": lab} for i in range(12) for w, lab in TOPICS.items()]),
+    ("extract", [{"input": f"invoice {i} total {i * 3} euros", "output": json.dumps({"total": i * 3})}
+                 for i in range(40)]),
+    ("generate", [{"input": f"say hello to person {i}", "output": f"hello person {i}"} for i in range(40)]),
+])
+def test_local_arms_run_every_task_with_a_tiny_model(tmp_path, monkeypatch, tiny_model_dir, task, rows):
+    """Zero-shot, few-shot and BM25 retrieval on a 2-layer random Llama: label scoring for classify,
+    schema-constrained generation for extract, batched generation for generate; then a cached re-run."""
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    local = {"model": str(tiny_model_dir), "precision": "fp32", "batch_size": 4}
+    config = {
+        "name": "tiny", "data": {"path": "data.jsonl"}, "runs_dir": str(tmp_path / "runs"),
+        "task": {"type": task, "max_new_tokens": 6, **({"json_schema": {"type": "object", "properties": {
+            "total": {"type": "integer"}}, "required": ["total"]}} if task == "extract" else {})},
+        "split": {"seed": 2, "max_test": 6},
+        "arms": [{"name": "zs", "type": "zero_shot", **local}, {"name": "fs", "type": "few_shot", "k": 2, **local},
+                 {"name": "rag", "type": "retrieval", "k": 2, "retriever": "bm25", **local}],
+    }
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(config))
+    experiment = load_experiment(tmp_path / "e.yaml")
+    first = run_experiment(experiment, log=lambda m: None)
+    assert first.failures == {} and set(first.metrics) == {"zs", "fs", "rag"}
+    for name in ("zs", "fs", "rag"):
+        predictions = PredictionStore(first.run.path / "predictions" / f"{name}.jsonl").done
+        assert len(predictions) == 6
+        sample = next(iter(predictions.values()))
+        if task == "classify":
+            assert sample.prediction in TOPICS.values() and set(sample.scores) == set(TOPICS.values())
+        else:
+            assert sample.completion_tokens > 0 and sample.prompt_tokens > 0
+        if task == "extract":
+            assert all(json.loads(p.prediction).keys() == {"total"} for p in predictions.values() if p.prediction)
+    second = run_experiment(experiment, log=lambda m: None)
+    assert second.cache_misses == 0 and second.cache_hits == 18
+    assert {k: v["score"] for k, v in second.metrics.items()} == {k: v["score"] for k, v in first.metrics.items()}

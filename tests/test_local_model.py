@@ -34,25 +34,6 @@ def _prompts(count: int, seed: int = 0) -> list[list[dict[str, str]]]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from tunewise.assets import bundled_tokenizer_path
-
-    tokenizer = AutoTokenizer.from_pretrained(bundled_tokenizer_path())
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.3,  # peaked logits: greedy ties would make identity tests flaky
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path) -> LocalLM:
     return LocalLM(tiny_model_dir, device="cpu", precision="fp32")
 

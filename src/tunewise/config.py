@@ -123,6 +123,25 @@ class EnsembleArm(_ArmBase):
     members: list[str] = Field(min_length=2, description="Names of the arms to combine.")
 
 
+class RemotePrice(Strict):
+    input_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_million: float = Field(ge=0, description="USD per million completion tokens.")
+    as_of: str = Field(description="When the price was read (prices change; the report shows this date).")
+
+
+class CostConfig(Strict):
+    hardware_usd_per_hour: float = Field(0.0, ge=0, description="What an hour of the machine running local arms "
+                                                                "costs; local cost = measured seconds x this.")
+    remote_prices: dict[str, RemotePrice] = Field(default_factory=dict, description="Per remote model name: token "
+                                                                                      "prices, user-editable and dated.")
+
+
+class EvaluationConfig(Strict):
+    primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
+        None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
+                          "task's own: exact match) for extract/generate. Default: accuracy, or score.")
+
+
 Arm = Annotated[Union[ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm, RemoteArm, EnsembleArm],
                 Field(discriminator="type")]
 LOCAL_ARMS = (ZeroShotArm, FewShotArm, RetrievalArm)
@@ -136,6 +155,8 @@ class Experiment(Strict):
     task: TaskConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     arms: list[Arm] = Field(min_length=1, description="The ways of doing the task to compare.")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
     runs_dir: Path = Field(Path("runs"), description="Where run folders are created (relative to the working directory).")
     threads: int | None = Field(None, ge=1, description="CPU threads for local models; default: all cores.")
 
@@ -153,6 +174,11 @@ class Experiment(Strict):
                     raise ValueError(f"ensemble {arm.name!r} names unknown arms {unknown}; known: {names}")
             if isinstance(arm, ClassicalArm) and self.task.type != "classify":
                 raise ValueError(f"arm {arm.name!r}: the classical arm needs task.type classify")
+        if self.evaluation.primary_metric is None:
+            self.evaluation.primary_metric = "accuracy" if self.task.type == "classify" else "score"
+        if self.evaluation.primary_metric != "score" and self.task.type != "classify":
+            raise ValueError(f"evaluation.primary_metric {self.evaluation.primary_metric!r} needs task.type classify; "
+                             "use `score` for extract and generate")
         return self
 
 
@@ -262,7 +288,7 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, Experiment):
+                  RemoteArm, EnsembleArm, EvaluationConfig, CostConfig, RemotePrice, Experiment):
         rows.append(f"{model.__name__}:")
         for name, field in model.model_fields.items():
             rows.append(f"  {name}: {field.description or ''}")

@@ -25,7 +25,7 @@ from tunewise.config import ClassicalArm, EnsembleArm, Experiment, FewShotArm, R
 from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import split_examples, write_splits
-from tunewise.evaluate.metrics import arm_metrics
+from tunewise.evaluate.metrics import arm_metrics, cost_per_1k_requests
 from tunewise.prediction_cache import PredictionCache
 from tunewise.runs import Run, create_run, open_run
 from tunewise.schema import Example, Prediction
@@ -41,6 +41,7 @@ class ExperimentResult:
     run: Run
     metrics: dict[str, dict[str, Any]]
     failures: dict[str, str] = field(default_factory=dict)
+    primary_metric: str = "accuracy"
     cache_hits: int = 0
     cache_misses: int = 0
     seconds: float = 0.0
@@ -163,7 +164,16 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                 failures[arm.name] = f"{type(exc).__name__}: {exc}"
                 log(f"arm {arm.name} failed: {failures[arm.name]}")
         metrics = {name: arm_metrics(predictions, task) for name, predictions in done.items()}
+        arms_by_name = {arm.name: arm for arm in experiment.arms}
+        for name, predictions in done.items():
+            arm = arms_by_name[name]
+            price = experiment.cost.remote_prices.get(arm.model) if isinstance(arm, RemoteArm) else None
+            local = not isinstance(arm, (RemoteArm, EnsembleArm))
+            if price is not None or local:
+                metrics[name]["cost_per_1k_usd"] = cost_per_1k_requests(
+                    predictions, hourly_usd=experiment.cost.hardware_usd_per_hour, price=price)
         atomic_write_text(run.path / "metrics.json", json.dumps({"task": task.name, "test_examples": len(test),
+                                                                  "primary_metric": experiment.evaluation.primary_metric,
                                                                   "arms": metrics, "failures": failures}, indent=2))
         run.update(status="completed" if not failures else "failed", arms=sorted(done), failures=failures,
                    test_examples=len(test))
@@ -173,7 +183,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         raise
     finally:
         cache.close()
-    return ExperimentResult(run, metrics, failures, cache.hits, cache.misses, time.perf_counter() - started)
+    return ExperimentResult(run, metrics, failures, experiment.evaluation.primary_metric, cache.hits, cache.misses,
+                            time.perf_counter() - started)
 
 
 @contextmanager

@@ -87,14 +87,37 @@ class LocalGeneration:
                  "latency_s": g.latency_s} for g in outputs]
 
 
+@dataclass
+class SchemaGeneration(LocalGeneration):
+    """Extraction: generation constrained to the task's JSON schema (xgrammar when installed, else repaired)."""
+
+    schema: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        from tunewise.models import constrained
+
+        return super().identity() | {"kind": "generate_json", "schema": self.schema,
+                                     "json_backend": constrained.backend()}
+
+    def answer(self, prompts: Sequence[Messages], advance: Callable[[int], None]) -> list[dict[str, Any]]:
+        outputs = self.lm.generate_json(prompts, self.schema or {"type": "object"}, max_new_tokens=self.max_new_tokens,
+                                        batch_size=self.batch_size, progress=advance)
+        return [{"raw": g.text, "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                 "latency_s": g.latency_s} for g in outputs]
+
+
 def local_backend(arm: Any, ctx: ArmContext, max_new_tokens: int) -> Backend:
-    """Label scoring for classification, batched generation otherwise, on the arm's local model."""
+    """Label scoring for classification, schema-constrained generation for extraction, batched generation
+    otherwise, on the arm's local model."""
     from tunewise.models.local import choose_precision
 
     dtype = str(choose_precision("auto", arm.precision).dtype)
     load = lambda: ctx.local_model(arm.model, arm.precision)  # noqa: E731
     if ctx.task.labels:
         return LabelScoring(load, ctx.model_id(arm.model), dtype, list(ctx.task.labels), arm.batch_size)
+    if ctx.task.name == "extract":
+        return SchemaGeneration(load, ctx.model_id(arm.model), dtype, max_new_tokens, arm.batch_size,
+                                schema=getattr(ctx.task, "schema", None))
     return LocalGeneration(load, ctx.model_id(arm.model), dtype, max_new_tokens, arm.batch_size)
 
 

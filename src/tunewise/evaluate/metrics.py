@@ -12,6 +12,18 @@ from tunewise.schema import Prediction
 from tunewise.tasks import Task
 
 
+def cost_per_1k_requests(predictions: Sequence[Prediction], *, hourly_usd: float = 0.0,
+                         price: Any | None = None) -> float:
+    """USD per 1,000 requests: remote arms by token usage x the dated price table, local arms by measured
+    compute seconds x the hourly price of the machine."""
+    n = max(len(predictions), 1)
+    if price is not None:
+        tokens_in = sum(p.prompt_tokens for p in predictions) / n
+        tokens_out = sum(p.completion_tokens for p in predictions) / n
+        return 1000 * (tokens_in * price.input_per_million + tokens_out * price.output_per_million) / 1e6
+    return 1000 * (sum(p.latency_s for p in predictions) / n) * hourly_usd / 3600
+
+
 def arm_metrics(predictions: Sequence[Prediction], task: Task) -> dict[str, Any]:
     if not predictions:
         return {"n": 0}

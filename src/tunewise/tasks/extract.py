@@ -38,8 +38,20 @@ class ExtractTask:
                            lambda e: shorten(e.input, self.max_input_words), lambda e: e.output.strip())
 
     def parse(self, raw: str) -> str:
+        """The first JSON object in the reply, canonicalised; "" when there is none or it breaks the schema."""
         value = first_json_object(raw)
-        return json.dumps(value, sort_keys=True, ensure_ascii=False) if value is not None else ""
+        if value is None or (self.schema and not self._valid(value)):
+            return ""
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    def _valid(self, value: dict[str, Any]) -> bool:
+        import jsonschema
+
+        try:
+            jsonschema.validate(value, self.schema)
+        except jsonschema.ValidationError:
+            return False
+        return True
 
     def score(self, prediction: str, reference: str) -> float:
         expected = first_json_object(reference)
