@@ -1,0 +1,1 @@
+"""The fine-tuning engine: turn examples into trained tokens, batches and checkpoints."""
