@@ -23,6 +23,7 @@ import secrets
 import shlex
 import sqlite3
 import subprocess
+import time
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -334,13 +335,30 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at DESC, id DESC);
 """
 
 
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process holds the lock: changing the journal mode needs an
+    exclusive lock, and SQLite can report "locked" at once there instead of calling the busy handler."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     # Autocommit mode; writes use explicit BEGIN IMMEDIATE so the write lock is taken up front and waited
     # for under the busy timeout (a deferred transaction that upgrades to a write can fail at once).
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL; manifests are the truth anyway
         conn.executescript(_SCHEMA)
     except BaseException:
