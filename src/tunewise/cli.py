@@ -266,12 +266,48 @@ def run(
     from tunewise.experiment_view import render_result
     from tunewise.runs import RunError
 
-    _existing(experiment)
+    _run(experiment, overrides, resume, no_cache, only_finetune=False, arms=None)
+
+
+@app.command()
+def train(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with `type: finetune` arms")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set arms.0.training.epochs=2")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder from its last complete checkpoint")] = None,
+    arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Train only this finetune arm (repeatable)")] = None,
+) -> None:
+    """Fine-tune the experiment's `finetune` arms on the frozen split and score them on the test split.
+
+    SIGTERM writes a checkpoint and exits 0; `--resume RUN` continues exactly where it stopped.
+    """
+    _run(experiment, overrides, resume, False, only_finetune=True, arms=arm)
+
+
+def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache: bool, *, only_finetune: bool,
+         arms: list[str] | None) -> None:
+    from tunewise.arms.finetune import TrainingInterrupted
+    from tunewise.config import ConfigError, FinetuneArm, load_experiment
+    from tunewise.experiment import ExperimentError, rich_progress, run_experiment
+    from tunewise.experiment_view import render_result
+    from tunewise.runs import RunError
+
+    _existing(path)
     try:
-        config = load_experiment(experiment, overrides)
+        config = load_experiment(path, overrides)
+        if only_finetune:
+            chosen = [a for a in config.arms if isinstance(a, FinetuneArm) and (not arms or a.name in arms)]
+            if not chosen:
+                names = [a.name for a in config.arms if isinstance(a, FinetuneArm)]
+                raise ConfigError(f"{path}: no finetune arm to train{f' named {arms}' if arms else ''}; "
+                                  f"finetune arms: {names or 'none'}. Fix: add an arm with `type: finetune`")
+            config.arms = chosen
         with rich_progress(console) as progress:
             result = run_experiment(config, resume=resume, progress=progress,
                                     log=lambda m: console.print(escape(m)), use_cache=not no_cache)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{escape(str(exc))}.[/] Continue with: tunewise {'train' if only_finetune else 'run'} "
+                      f"{escape(str(path))} --resume {escape(str(exc.run_path))}")
+        raise typer.Exit(0) from None
     except (ConfigError, ExperimentError, RunError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

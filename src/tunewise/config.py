@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tunewise.arms.classical import ClassicalConfig
+from tunewise.train.classifier import ClassifierConfig
+from tunewise.train.sft import SFTSettings
 
 
 class ConfigError(ValueError):
@@ -123,6 +125,51 @@ class EnsembleArm(_ArmBase):
     members: list[str] = Field(min_length=2, description="Names of the arms to combine.")
 
 
+class FinetuneArm(_ArmBase):
+    """A model fine-tuned on the training split (validated on the validation split), then scored on the same
+    test examples as every other arm. lora/full train a causal LM on the task's own prompt with the reference
+    as the assistant reply, and classify by the same label scoring as the prompting arms; classifier puts a
+    sequence-classification head on an encoder (or decoder)."""
+
+    type: Literal["finetune"]
+    method: Literal["lora", "full", "classifier"] = Field("lora", description="lora: low-rank adapters on a frozen "
+                                                          "causal LM; full: every weight; classifier: a classification "
+                                                          "head (classify tasks only).")
+    model: str | None = Field(None, description="Base model: local folder, hub id, `smollm2` (default for lora/full) "
+                                                "or `minilm` (default for classifier).")
+    prompt: str = Field("default", description="Prompt template the model is trained and evaluated on (lora/full).")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="Evaluation precision; auto = bf16 "
+                                                               "where the hardware runs it fast, else fp32.")
+    batch_size: int = Field(8, ge=1, le=512, description="Examples per forward pass when evaluating.")
+    max_train_examples: int | None = Field(None, ge=2, description="Train on a stratified, seeded subset of this many "
+                                                                   "training examples (bounds CPU time); default: all.")
+    max_val_examples: int | None = Field(64, ge=1, description="Validate (early stopping, best checkpoint) on at most "
+                                                               "this many validation examples; null: all.")
+    training: SFTSettings = Field(default_factory=SFTSettings, description="lora/full: epochs, learning rate, LoRA "
+                                                                          "rank, checkpoints...; see SFTSettings.")
+    head: ClassifierConfig = Field(default_factory=ClassifierConfig, description="classifier: epochs, learning rate, "
+                                                                                "max length...; see ClassifierConfig.")
+
+    @model_validator(mode="after")
+    def _settings_match_method(self) -> FinetuneArm:
+        if self.method == "classifier":
+            if "training" in self.model_fields_set:
+                raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
+            if self.model is None:
+                self.model = "minilm"
+            self.head = self.head.model_copy(update={"model": self.model})
+            return self
+        if "head" in self.model_fields_set:
+            raise ValueError(f"`head` configures method classifier; method {self.method} takes `training`")
+        if "method" in self.training.model_fields_set and self.training.method != self.method:
+            raise ValueError(f"training.method {self.training.method!r} contradicts method {self.method!r}; "
+                             "set `method` on the arm only")
+        if self.model is None:
+            self.model = "smollm2"
+        self.training = self.training.model_copy(update={"method": self.method})
+        return self
+
+
 class RemotePrice(Strict):
     input_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
     output_per_million: float = Field(ge=0, description="USD per million completion tokens.")
@@ -142,7 +189,7 @@ class EvaluationConfig(Strict):
                           "task's own: exact match) for extract/generate. Default: accuracy, or score.")
 
 
-Arm = Annotated[Union[ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm, RemoteArm, EnsembleArm],
+Arm = Annotated[Union[ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm, RemoteArm, EnsembleArm, FinetuneArm],
                 Field(discriminator="type")]
 LOCAL_ARMS = (ZeroShotArm, FewShotArm, RetrievalArm)
 
@@ -174,6 +221,8 @@ class Experiment(Strict):
                     raise ValueError(f"ensemble {arm.name!r} names unknown arms {unknown}; known: {names}")
             if isinstance(arm, ClassicalArm) and self.task.type != "classify":
                 raise ValueError(f"arm {arm.name!r}: the classical arm needs task.type classify")
+            if isinstance(arm, FinetuneArm) and arm.method == "classifier" and self.task.type != "classify":
+                raise ValueError(f"arm {arm.name!r}: method classifier needs task.type classify; use lora or full")
         if self.evaluation.primary_metric is None:
             self.evaluation.primary_metric = "accuracy" if self.task.type == "classify" else "score"
         if self.evaluation.primary_metric != "score" and self.task.type != "classify":
@@ -260,7 +309,7 @@ def _explain(path: Path, text: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-_ARM_TYPES = {"zero_shot", "few_shot", "retrieval", "classical", "remote", "ensemble"}
+_ARM_TYPES = {"zero_shot", "few_shot", "retrieval", "classical", "remote", "ensemble", "finetune"}
 
 
 def _line_of(text: str, loc: list[str]) -> int | None:
@@ -288,7 +337,8 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, EvaluationConfig, CostConfig, RemotePrice, Experiment):
+                  RemoteArm, EnsembleArm, FinetuneArm, SFTSettings, ClassifierConfig, EvaluationConfig, CostConfig,
+                  RemotePrice, Experiment):
         rows.append(f"{model.__name__}:")
         for name, field in model.model_fields.items():
             rows.append(f"  {name}: {field.description or ''}")

@@ -21,7 +21,9 @@ from typing import Any
 
 from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.atomic import atomic_write_text
-from tunewise.config import ClassicalArm, EnsembleArm, Experiment, FewShotArm, RemoteArm, RetrievalArm, ZeroShotArm
+from tunewise.config import (ClassicalArm, EnsembleArm, Experiment, FewShotArm, FinetuneArm, RemoteArm, RetrievalArm,
+                             ZeroShotArm)
+from tunewise.arms.finetune import TrainingInterrupted
 from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import split_examples, write_splits
@@ -119,6 +121,10 @@ def _run_arm(arm: Any, ctx: ArmContext, experiment: Experiment, done: dict[str, 
         return classical.run(arm, ctx)
     if isinstance(arm, RemoteArm):
         return remote.run(arm, ctx)
+    if isinstance(arm, FinetuneArm):
+        from tunewise.arms import finetune
+
+        return finetune.run(arm, ctx, budget, experiment.task.model_dump(mode="json"))
     missing = [m for m in arm.members if m not in done]
     if missing:
         raise ExperimentError(f"ensemble {arm.name!r}: member(s) {missing} produced no predictions")
@@ -153,12 +159,12 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         task = make_task(experiment.task, parts["train"])
         test = evaluation_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
         ctx = ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
-                         cache=cache, threads=experiment.threads, progress=progress, log=log)
+                         cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"])
         done: dict[str, list[Prediction]] = {}
         for arm in _order(experiment.arms):
             try:
                 done[arm.name] = _run_arm(arm, ctx, experiment, done)
-            except (KeyboardInterrupt, SystemExit):
+            except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
                 raise
             except Exception as exc:  # one arm's failure (endpoint down, bad model id) must not lose the others
                 failures[arm.name] = f"{type(exc).__name__}: {exc}"
@@ -178,7 +184,9 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         run.update(status="completed" if not failures else "failed", arms=sorted(done), failures=failures,
                    test_examples=len(test))
     except BaseException as exc:
-        run.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+        if isinstance(exc, TrainingInterrupted):
+            exc.run_path = run.path
+        run.update(status="interrupted" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted)) else "failed",
                    error=f"{type(exc).__name__}: {exc}")
         raise
     finally:

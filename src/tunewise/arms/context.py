@@ -34,6 +34,7 @@ class ArmContext:
     run_dir: Path
     cache: PredictionCache
     threads: int | None = None
+    val: list[Example] = field(default_factory=list)
     progress: ProgressFactory = no_progress
     log: Callable[[str], None] = print
     _models: dict[tuple[str, str], Any] = field(default_factory=dict)

@@ -109,16 +109,21 @@ class SchemaGeneration(LocalGeneration):
 def local_backend(arm: Any, ctx: ArmContext, max_new_tokens: int) -> Backend:
     """Label scoring for classification, schema-constrained generation for extraction, batched generation
     otherwise, on the arm's local model."""
+    return model_backend(arm.model, arm.precision, arm.batch_size, ctx, max_new_tokens)
+
+
+def model_backend(model: str, precision: str, batch_size: int, ctx: ArmContext, max_new_tokens: int) -> Backend:
+    """The backend for any local model (a bundled alias, a folder such as a fine-tuned arm's merged model)."""
     from tunewise.models.local import choose_precision
 
-    dtype = str(choose_precision("auto", arm.precision).dtype)
-    load = lambda: ctx.local_model(arm.model, arm.precision)  # noqa: E731
+    dtype = str(choose_precision("auto", precision).dtype)
+    load = lambda: ctx.local_model(model, precision)  # noqa: E731
     if ctx.task.labels:
-        return LabelScoring(load, ctx.model_id(arm.model), dtype, list(ctx.task.labels), arm.batch_size)
+        return LabelScoring(load, ctx.model_id(model), dtype, list(ctx.task.labels), batch_size)
     if ctx.task.name == "extract":
-        return SchemaGeneration(load, ctx.model_id(arm.model), dtype, max_new_tokens, arm.batch_size,
+        return SchemaGeneration(load, ctx.model_id(model), dtype, max_new_tokens, batch_size,
                                 schema=getattr(ctx.task, "schema", None))
-    return LocalGeneration(load, ctx.model_id(arm.model), dtype, max_new_tokens, arm.batch_size)
+    return LocalGeneration(load, ctx.model_id(model), dtype, max_new_tokens, batch_size)
 
 
 def run_prompted(name: str, ctx: ArmContext, prompts: Callable[[Example], Messages], backend: Backend,

@@ -1,0 +1,427 @@
+"""Supervised fine-tuning of a causal LM on chat examples: LoRA (peft) or full, on transformers' Trainer.
+
+What this adds to a plain `Trainer(...)` call is what the recurring failures of fine-tuning tools call for:
+  - the loss falls only on assistant tokens, rendered by the model's own chat template (`sft_data.py`);
+  - batches of similar length padded only to their longest row, in an order that is a pure function of
+    (seed, epoch), so a resumed run sees exactly the batches an uninterrupted one would;
+  - checkpoints that count only once complete (`checkpoints.py`), so `resume` after kill -9 continues from
+    the last durable step and ends with the same weights as a run that was never interrupted;
+  - SIGTERM writes a checkpoint and stops cleanly (the caller exits 0), as schedulers and spot VMs expect;
+  - early stopping on validation loss with the best checkpoint restored, weight decay, warmup, clipping,
+    and a warning when validation loss runs away from training loss;
+  - bf16 autocast only where the hardware multiplies bf16 natively (`models/precision.py`).
+
+This module knows nothing about tasks, arms or run folders: it takes chat `Example`s and a folder to work in
+and returns a trained model it can export. Under `accelerate launch` / `torchrun` the same call trains with
+DDP (the Trainer shards our batches across processes); only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunewise.atomic import atomic_dir, atomic_write_text
+from tunewise.models.precision import Precision, choose_precision, resolve_device
+from tunewise.schema import Example
+from tunewise.train import checkpoints
+from tunewise.train.sft_data import LengthGroupedBatches, TokenizedExample, collate, tokenize_examples
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as `progress(done_steps, total_steps)` after every optimizer step."""
+
+ARM_MARKER = "tunewise-arm.json"
+
+
+class SFTError(ValueError):
+    """The examples, settings or folder cannot be used for fine-tuning; the message names the fix."""
+
+
+class SFTSettings(BaseModel):
+    """How a causal LM is fine-tuned. Defaults suit LoRA on a small instruct model with a few hundred examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["lora", "full"] = Field("lora", description="lora: train low-rank adapters (peft) on a frozen "
+                                            "model, small and fast; full: train every weight.")
+    epochs: int = Field(1, ge=1, description="Passes over the training examples; early stopping may end sooner.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float | None = Field(None, gt=0, description="Peak AdamW learning rate; default 2e-4 for "
+                                        "lora, 2e-5 for full.")
+    batch_size: int = Field(8, ge=1, description="Examples per device per step.")
+    gradient_accumulation: int = Field(1, ge=1, description="Batches summed per optimizer step (global batch = "
+                                       "batch_size x this x processes).")
+    max_length: int = Field(512, ge=8, description="Tokens per example; longer conversations keep their start.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with a linearly rising rate.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (global L2 norm).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: 'all-linear' "
+                                            "(every linear layer but the output head, found per architecture "
+                                            "by peft) or a list of module names.")
+    early_stopping_patience: int = Field(2, ge=1, description="Evaluations without a lower validation loss before "
+                                         "training stops.")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="Save (and evaluate) every N steps; "
+                                               "default: at the end of every epoch.")
+    keep_checkpoints: int = Field(2, ge=1, description="Newest complete checkpoints kept (the best is kept too).")
+    seed: int = Field(0, description="Seeds adapter initialisation, dropout and the data order.")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="auto: bf16 autocast where the "
+                                                               "hardware runs it fast, else fp32.")
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate or (2e-4 if self.method == "lora" else 2e-5)
+
+
+@dataclass(frozen=True, slots=True)
+class LossPoint:
+    step: int
+    epoch: float
+    train_loss: float | None = None
+    val_loss: float | None = None
+
+
+@dataclass
+class SFTInfo:
+    """What happened during training; stored beside the exported model and in the run folder."""
+
+    method: str
+    model: str
+    seconds: float
+    precision: str
+    precision_reason: str
+    steps: int
+    epochs_run: float
+    train_examples: int
+    val_examples: int
+    trained_tokens: int
+    tokens: int
+    dropped: list[str] = field(default_factory=list)
+    truncated: int = 0
+    best_step: int | None = None
+    best_val_loss: float | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+    resumed_from: int | None = None
+    history: list[LossPoint] = field(default_factory=list)
+    gap_warning: str | None = None
+    processes: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+class _Tokenized(torch.utils.data.Dataset):
+    def __init__(self, items: list[TokenizedExample]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> TokenizedExample:
+        return self.items[index]
+
+
+def _collator(pad_id: int) -> Callable[[list[TokenizedExample]], dict[str, torch.Tensor]]:
+    return lambda batch: collate(batch, pad_id)
+
+
+# ------------------------------------------------------------------------------------------ signals
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[threading.Event]:
+    """While active, SIGTERM sets the event instead of killing the process (main thread only)."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _callbacks(stop: threading.Event, progress: ProgressCallback | None) -> list[Any]:
+    from transformers import TrainerCallback
+
+    class StopOnSigterm(TrainerCallback):
+        """Checkpoint and stop at the end of the current step once SIGTERM has arrived."""
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if stop.is_set():
+                control.should_save = True
+                control.should_training_stop = True
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if progress is not None and state.is_world_process_zero:
+                progress(state.global_step, state.max_steps)
+
+    return [StopOnSigterm(), Progress()]
+
+
+def _trainer_class() -> type:
+    from torch.utils.data import DataLoader
+    from transformers import Trainer
+
+    class SFTTrainer(Trainer):
+        """Trainer with our length-grouped batch order and crash-safe, self-rotated checkpoints."""
+
+        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._batches = batches
+            self._keep_last = keep_last
+
+        def get_train_dataloader(self) -> DataLoader:
+            loader = DataLoader(self.train_dataset, batch_sampler=self._batches, collate_fn=self.data_collator,
+                                num_workers=0)
+            return self.accelerator.prepare(loader)
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                root = Path(self.args.output_dir)
+                checkpoints.mark_complete(root / f"checkpoint-{self.state.global_step}")
+                best = self.state.best_model_checkpoint
+                checkpoints.rotate(root, self._keep_last, Path(best) if best else None)
+
+    return SFTTrainer
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+def _load_model(source: str, settings: SFTSettings) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # fp32 master weights; bf16 enters through autocast where it is fast (see precision.py)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    if settings.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                            target_modules=settings.target_modules, task_type="CAUSAL_LM", bias="none")
+        model = get_peft_model(model, config)
+    return model, tokenizer
+
+
+def _history(log_history: list[dict[str, Any]]) -> list[LossPoint]:
+    points: dict[int, LossPoint] = {}
+    for line in log_history:
+        step = int(line.get("step", 0))
+        if "loss" in line:
+            old = points.get(step, LossPoint(step, float(line.get("epoch", 0))))
+            points[step] = LossPoint(step, old.epoch, float(line["loss"]), old.val_loss)
+        if "eval_loss" in line:
+            old = points.get(step, LossPoint(step, float(line.get("epoch", 0))))
+            points[step] = LossPoint(step, old.epoch, old.train_loss, float(line["eval_loss"]))
+    return [points[s] for s in sorted(points)]
+
+
+def gap_warning(history: Sequence[LossPoint]) -> str | None:
+    """A plain-words warning when validation loss ends well above training loss (the model memorises)."""
+    train = [p.train_loss for p in history if p.train_loss is not None]
+    val = [p.val_loss for p in history if p.val_loss is not None]
+    if not train or not val:
+        return None
+    last_train, last_val, best_val = train[-1], val[-1], min(val)
+    if last_val > 1.5 * last_train + 0.1:
+        return (f"validation loss {last_val:.3f} is {last_val / max(last_train, 1e-9):.1f}x the training loss "
+                f"{last_train:.3f}: the model fits the training examples better than new ones (overfitting). "
+                "Fewer epochs, more data, a smaller LoRA rank or more weight decay usually help.")
+    if last_val > best_val * 1.1 + 0.05:
+        return (f"validation loss rose from its best {best_val:.3f} to {last_val:.3f} by the end; the best "
+                "checkpoint was kept, but later epochs overfit.")
+    return None
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class SFTModel:
+    """A fine-tuned model (peft-wrapped for LoRA), its tokenizer and what training recorded."""
+
+    model: Any
+    tokenizer: Any
+    settings: SFTSettings
+    base_model: str
+    precision: Precision
+    info: SFTInfo
+
+    def export(self, folder: Path, *, merged: bool = True, extra: dict[str, Any] | None = None) -> Path:
+        """Write the trained weights as safetensors, atomically (all of it or nothing).
+
+        LoRA: `folder/` holds the adapter (`adapter_model.safetensors`, `adapter_config.json`) and, with
+        `merged`, `folder/merged/` a standalone model with the adapter folded in, loadable by plain
+        transformers and by vLLM. Full: `folder/` is the whole model. The tokenizer (with its chat template)
+        goes beside every set of weights, so serving renders prompts exactly as training did; `extra` (the
+        arm's prompt template, task, labels) is stored in `tunewise-arm.json`.
+        """
+        folder = Path(folder)
+        meta = {"format": "tunewise-finetune", "version": 1, "method": self.settings.method,
+                "base_model": self.base_model, "settings": self.settings.model_dump(),
+                "training": self.info.to_dict(), **(extra or {})}
+        with atomic_dir(folder) as tmp:
+            model = self.model
+            model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            if self.settings.method == "lora" and merged:
+                import copy
+
+                full = copy.deepcopy(model).merge_and_unload()
+                full.save_pretrained(tmp / "merged", safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / "merged")
+                (tmp / "merged" / ARM_MARKER).write_text(json.dumps(meta | {"merged": True}, indent=2) + "\n",
+                                                         encoding="utf-8")
+            (tmp / ARM_MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+
+def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
+    problems = []
+    if not train:
+        problems.append("the training split is empty. Fix: give the arm labelled examples")
+    for kind, examples in (("training", train), ("validation", val)):
+        for e in examples:
+            if not any(m.role == "assistant" for m in e.messages):
+                problems.append(f"{kind} example {e.id!r} (line {e.line}) has no assistant reply to learn. "
+                                "Fix: add the reference output")
+                if len(problems) > 10:
+                    return problems
+    return problems
+
+
+def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSettings, model: str,
+              output_dir: Path, *, progress: ProgressCallback | None = None, resume: bool = True,
+              log: Callable[[str], None] = lambda message: None) -> SFTModel:
+    """Fine-tune `model` (folder, hub id or bundled alias) on chat examples; checkpoints in `output_dir`.
+
+    With `resume` (the default) training continues from the newest complete checkpoint in
+    `output_dir/checkpoints`, if any. On SIGTERM a checkpoint is written, training stops and the returned
+    info has `interrupted=True`. Raises SFTError listing every problem with the examples before any model
+    is loaded.
+    """
+    if problems := _problems(train, val):
+        raise SFTError("Cannot fine-tune:\n- " + "\n- ".join(problems))
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-save bars would tear through the caller's progress display
+
+    from tunewise.assets import resolve_model
+
+    source = resolve_model(model)
+    device = resolve_device("auto")
+    precision = choose_precision(device, settings.precision)
+    set_seed(settings.seed)  # before adapters are created: their initialisation is random
+    net, tokenizer = _load_model(source, settings)
+    train_items, dropped, truncated = tokenize_examples(train, tokenizer, settings.max_length)
+    val_items, _, _ = tokenize_examples(val, tokenizer, settings.max_length)
+    if not train_items:
+        raise SFTError(f"no training example keeps an assistant token within max_length={settings.max_length}. "
+                       "Fix: raise max_length or shorten the prompts")
+    if dropped:
+        log(f"{len(dropped)} training example(s) dropped: nothing left to train within max_length "
+            f"{settings.max_length} (first: {dropped[:3]})")
+
+    root = Path(output_dir) / "checkpoints"
+    start = checkpoints.latest(root) if resume else None
+    evaluate = bool(val_items)
+    every = settings.checkpoint_every_steps
+    strategy = "steps" if every else "epoch"
+    batches = LengthGroupedBatches([len(i) for i in train_items], settings.batch_size, seed=settings.seed)
+    steps_per_epoch = math.ceil(len(batches) / settings.gradient_accumulation)
+    args = TrainingArguments(
+        output_dir=str(root),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        learning_rate=settings.lr,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of total steps (transformers >= 5)
+        max_grad_norm=settings.max_grad_norm,
+        lr_scheduler_type="linear",
+        eval_strategy=strategy if evaluate else "no",
+        save_strategy=strategy,
+        eval_steps=every,
+        save_steps=every,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 10),
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="eval_loss" if evaluate else None,
+        greater_is_better=False if evaluate else None,
+        save_total_limit=None,  # SFTTrainer rotates itself, unmarking before deleting
+        bf16=precision.dtype == torch.bfloat16,
+        fp16=precision.dtype == torch.float16,
+        use_cpu=device.type == "cpu",
+        seed=settings.seed,
+        data_seed=settings.seed,
+        remove_unused_columns=False,  # our collator builds the tensors from TokenizedExample
+        dataloader_num_workers=0,
+        report_to="none",
+        disable_tqdm=True,
+        ddp_find_unused_parameters=False,
+    )
+    with _sigterm_flag() as stop:
+        callbacks = _callbacks(stop, progress)
+        if evaluate:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+        trainer = _trainer_class()(
+            model=net, args=args, train_dataset=_Tokenized(train_items),
+            eval_dataset=_Tokenized(val_items) if evaluate else None,
+            data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=callbacks,
+            batches=batches, keep_last=settings.keep_checkpoints)
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
+        if start is not None:
+            log(f"resuming from {start.name}")
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
+        seconds = time.perf_counter() - started
+        interrupted = stop.is_set()
+
+    state = trainer.state
+    history = _history(state.log_history)
+    val_losses = [p.val_loss for p in history if p.val_loss is not None]
+    best_step = int(Path(state.best_model_checkpoint).name.split("-")[-1]) if state.best_model_checkpoint else None
+    planned = settings.max_steps or steps_per_epoch * settings.epochs
+    info = SFTInfo(
+        method=settings.method, model=str(model), seconds=round(seconds, 3), precision=precision.name,
+        precision_reason=precision.reason, steps=state.global_step, epochs_run=round(state.epoch or 0.0, 3),
+        train_examples=len(train_items), val_examples=len(val_items),
+        trained_tokens=sum(i.trained_tokens for i in train_items), tokens=sum(len(i) for i in train_items),
+        dropped=dropped, truncated=truncated, best_step=best_step,
+        best_val_loss=min(val_losses) if val_losses else None,
+        stopped_early=not interrupted and state.global_step < planned, interrupted=interrupted,
+        resumed_from=checkpoints.step_of(start) if start is not None else None, history=history,
+        gap_warning=gap_warning(history), processes=args.world_size)
+    return SFTModel(trainer.model, tokenizer, settings, str(model), precision, info)
+
+
+def write_info(info: SFTInfo, path: Path) -> None:
+    atomic_write_text(path, json.dumps(info.to_dict(), indent=2) + "\n")

@@ -1,0 +1,98 @@
+"""Fine-tuned arms in `tunewise run`, on a 2-layer random Llama: LoRA and classifier heads train on the frozen
+split, beat the untrained model, export safetensors (merged equals unmerged), and are never retrained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tunewise.config import ConfigError, load_experiment
+from tunewise.experiment import run_experiment
+
+TOPICS = {"goal": "sports", "shares": "business", "software": "tech", "film": "arts"}
+
+
+def _rows() -> list[dict[str, str]]:
+    return [{"text": f"note {i}: the {word} again", "label": label}
+            for i in range(48) for word, label in TOPICS.items()]
+
+
+@pytest.fixture
+def experiment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path):
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+
+    def make(arms: list[dict]) -> Path:
+        config = {"name": "tiny-ft", "data": {"path": "data.jsonl"}, "task": {"type": "classify"},
+                  "split": {"seed": 3, "max_test": 24}, "runs_dir": str(tmp_path / "runs"), "threads": 2,
+                  "arms": [{"name": "zs", "type": "zero_shot", "model": str(tiny_model_dir), "precision": "fp32",
+                            "prompt": "terse"}, *arms]}
+        path = tmp_path / "exp.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return make
+
+
+def test_lora_and_full_arms_train_export_and_are_not_retrained(experiment, tiny_model_dir):
+    common = {"type": "finetune", "model": str(tiny_model_dir), "precision": "fp32", "prompt": "terse"}
+    training = {"epochs": 4, "batch_size": 16, "precision": "fp32", "max_length": 64}
+    lora = {"name": "lora", "method": "lora", **common, "training": {**training, "learning_rate": 0.02, "lora_r": 8}}
+    full = {"name": "full", "method": "full", **common, "training": {**training, "learning_rate": 0.005}}
+    config = load_experiment(experiment([lora, full]))
+    first = run_experiment(config, log=lambda m: None)
+    assert first.failures == {}
+    # a random 2-layer model learns the keyword -> label rule only with every weight free; LoRA's loss falls
+    assert first.metrics["full"]["accuracy"] >= first.metrics["zs"]["accuracy"] + 0.3, first.metrics
+    run_dir = first.run.path
+    adapter = run_dir / "adapters" / "lora"
+    assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.rglob("*.bin"))
+    assert json.loads((adapter / "tunewise-arm.json").read_text())["prompt_variant"] == "terse"
+    record = json.loads((run_dir / "training" / "lora.json").read_text())
+    assert record["method"] == "lora" and record["seconds"] > 0 and record["history"]
+    assert {"step", "epoch", "train_loss", "val_loss"} <= set(record["history"][0])
+    losses = [p["train_loss"] for p in record["history"] if p["train_loss"] is not None]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert (run_dir / "adapters" / "full" / "model.safetensors").is_file()
+
+    # resuming the finished run retrains nothing and answers from the cache
+    again = run_experiment(config, resume=run_dir, log=lambda m: None)
+    assert again.cache_misses == 0
+    assert {k: m["accuracy"] for k, m in again.metrics.items()} == {k: m["accuracy"] for k, m in first.metrics.items()}
+
+    # the merged model (what vLLM or plain transformers load) computes what base + adapter computes
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[1, 17, 42, 99, 7]])
+    unmerged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter).eval()
+    merged = AutoModelForCausalLM.from_pretrained(adapter / "merged").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, unmerged(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_classifier_head_arm_on_a_decoder(experiment, tiny_model_dir):
+    head = {"name": "head", "type": "finetune", "method": "classifier", "model": str(tiny_model_dir),
+            "head": {"epochs": 4, "batch_size": 16, "learning_rate": 0.01, "precision": "fp32", "max_length": 32}}
+    result = run_experiment(load_experiment(experiment([head])), log=lambda m: None)
+    assert result.failures == {}
+    assert result.metrics["head"]["accuracy"] >= 0.6, result.metrics
+    record = json.loads((result.run.path / "training" / "head.json").read_text())
+    assert record["method"] == "classifier" and record["history"][0]["val_loss"] is not None
+
+
+@pytest.mark.parametrize("arm, message", [
+    ({"method": "lora", "head": {"epochs": 1}}, "`head` configures method classifier"),
+    ({"method": "classifier", "training": {"epochs": 1}}, "a classifier arm takes `head`"),
+    ({"method": "full", "training": {"method": "lora"}}, "contradicts method"),
+    ({"method": "lora", "training": {"lora_r": 0}}, "lora_r"),
+    ({"method": "lora", "training": {"epochz": 1}}, "epochz"),
+])
+def test_bad_finetune_settings_name_the_field(experiment, arm, message):
+    path = experiment([{"name": "ft", "type": "finetune", **arm}])
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(path)
