@@ -96,3 +96,42 @@ def test_bad_finetune_settings_name_the_field(experiment, arm, message):
     path = experiment([{"name": "ft", "type": "finetune", **arm}])
     with pytest.raises(ConfigError, match=message):
         load_experiment(path)
+
+
+def _lora(tiny_model_dir, **extra) -> dict:
+    return {"name": "lora", "type": "finetune", "method": "lora", "model": str(tiny_model_dir), "precision": "fp32",
+            "prompt": "terse", "training": {"epochs": 2, "batch_size": 16, "precision": "fp32", "max_length": 64,
+                                            "learning_rate": 0.02, "lora_r": 4}, **extra}
+
+
+def test_search_picks_the_best_trial_and_the_learning_curve_scores_each_share(experiment, tiny_model_dir):
+    arm = _lora(tiny_model_dir, search={"trials": 2, "epochs": [1], "lora_r": [4, 8], "learning_rate": [0.001, 0.05],
+                                        "prune": False}, learning_curve=[0.5])
+    result = run_experiment(load_experiment(experiment([arm])), log=lambda m: None)
+    assert result.failures == {}
+    record = json.loads((result.run.path / "training" / "lora.json").read_text())
+    trials = record["search"]["trials"]
+    assert len(trials) == 2 and all(t["state"] == "complete" for t in trials)
+    assert record["search"]["best_value"] == min(t["value"] for t in trials)
+    exported = json.loads((result.run.path / "adapters" / "lora" / "tunewise-arm.json").read_text())
+    assert exported["settings"]["lora_r"] == record["search"]["best_params"]["lora_r"]  # the winner is what shipped
+    curve = record["learning_curve"]
+    assert [p["fraction"] for p in curve] == [0.5, 1.0]
+    assert curve[0]["train_examples"] < curve[1]["train_examples"]
+    assert curve[1]["value"] == result.metrics["lora"]["accuracy"]
+    assert (result.run.path / "predictions" / "lora~lc50.jsonl").is_file()
+
+
+def test_init_from_continues_training_an_earlier_adapter(experiment, tiny_model_dir, tmp_path):
+    first = run_experiment(load_experiment(experiment([_lora(tiny_model_dir)])), log=lambda m: None)
+    adapter = first.run.path / "adapters" / "lora"
+    continued = run_experiment(load_experiment(experiment([_lora(tiny_model_dir, init_from=str(adapter))])),
+                               log=lambda m: None)
+    assert continued.failures == {}
+
+    def first_loss(result) -> float:
+        history = json.loads((result.run.path / "training" / "lora.json").read_text())["history"]
+        return next(p["train_loss"] for p in history if p["train_loss"] is not None)
+
+    # training picks up where the earlier adapter left off, not from fresh (zero-effect) adapters
+    assert first_loss(continued) < first_loss(first) * 0.8

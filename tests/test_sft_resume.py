@@ -97,3 +97,22 @@ def test_sigterm_writes_a_checkpoint_and_exits_0(tiny_model_dir: Path, tmp_path:
 
     last = checkpoints.latest(tmp_path / "checkpoints")
     assert last is not None and checkpoints.step_of(last) == info["steps"]
+
+
+def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_model_dir: Path) -> None:
+    """The shortcut (logits only where a next token is trained) changes the work, never the number."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from sft_worker import examples
+
+    from tunewise.train.sft import trained_positions_loss
+    from tunewise.train.sft_data import collate, tokenize_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    items, _, _ = tokenize_examples(examples(5), tokenizer, 64)
+    batch = collate(items, tokenizer.pad_token_id)
+    with torch.no_grad():
+        ours, outputs = trained_positions_loss(model, batch)
+        reference = model(**batch).loss
+    assert outputs.logits.shape[1] < batch["input_ids"].shape[1]  # fewer positions projected
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tunewise.arms.classical import ClassicalConfig
 from tunewise.train.classifier import ClassifierConfig
+from tunewise.train.search import SearchConfig
 from tunewise.train.sft import SFTSettings
 
 
@@ -149,12 +150,25 @@ class FinetuneArm(_ArmBase):
                                                                           "rank, checkpoints...; see SFTSettings.")
     head: ClassifierConfig = Field(default_factory=ClassifierConfig, description="classifier: epochs, learning rate, "
                                                                                 "max length...; see ClassifierConfig.")
+    search: SearchConfig | None = Field(None, description="lora/full: an optuna search over learning rate, rank and "
+                                                          "epochs by validation loss; the best trial is the arm's model.")
+    learning_curve: list[float] | None = Field(None, description="lora/full: also train on these fractions of the "
+                                                                 "training examples (e.g. [0.25, 0.5]) and score each on "
+                                                                 "the test split: is more data worth collecting?")
+    init_from: Path | None = Field(None, description="lora/full: keep training an earlier model: an adapter folder "
+                                                     "(runs/<id>/adapters/<arm>) or a model folder (its merged/).")
 
     @model_validator(mode="after")
     def _settings_match_method(self) -> FinetuneArm:
+        if self.learning_curve is not None and not all(0 < f < 1 for f in self.learning_curve):
+            raise ValueError(f"learning_curve {self.learning_curve}: fractions must lie strictly between 0 and 1 "
+                             "(the full training split is always the arm itself)")
         if self.method == "classifier":
             if "training" in self.model_fields_set:
                 raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
+            extras = sorted({"search", "learning_curve", "init_from"} & self.model_fields_set)
+            if extras:
+                raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")
             if self.model is None:
                 self.model = "minilm"
             self.head = self.head.model_copy(update={"model": self.model})
@@ -291,6 +305,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     data_path = str(experiment.data.path)
     if not data_path.startswith("bundled:") and not experiment.data.path.is_absolute():
         experiment.data.path = (path.parent / experiment.data.path).resolve()
+    for arm in experiment.arms:
+        if isinstance(arm, FinetuneArm) and arm.init_from is not None and not arm.init_from.is_absolute():
+            arm.init_from = (path.parent / arm.init_from).resolve()
     return experiment
 
 
@@ -337,7 +354,7 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, FinetuneArm, SFTSettings, ClassifierConfig, EvaluationConfig, CostConfig,
+                  RemoteArm, EnsembleArm, FinetuneArm, SFTSettings, ClassifierConfig, SearchConfig, EvaluationConfig, CostConfig,
                   RemotePrice, Experiment):
         rows.append(f"{model.__name__}:")
         for name, field in model.model_fields.items():

@@ -76,33 +76,105 @@ def run(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dic
 
 
 def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
-    from tunewise.arms.prompted import model_backend, run_prompted
-    from tunewise.train.sft import ARM_MARKER, train_sft
+    from tunewise.train.sft import ARM_MARKER
 
     folder = ctx.run_dir / "adapters" / arm.name
+    record_path = ctx.run_dir / "training" / f"{arm.name}.json"
+    extra = {"arm": arm.name, "type": "finetune", "task": task_config,
+             "labels": list(ctx.task.labels) if ctx.task.labels else None, "prompt_variant": arm.prompt}
+    train = training_examples(_subset(ctx.train, arm.max_train_examples, ctx), ctx, arm.prompt)
+    val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
     if not (folder / ARM_MARKER).is_file():
-        train = training_examples(_subset(ctx.train, arm.max_train_examples, ctx), ctx, arm.prompt)
-        val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
-        settings = arm.training
-        batches = -(-len(train) // settings.batch_size)
-        steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
-        with _step_progress(ctx, f"{arm.name} (train)", steps) as progress:
-            result = train_sft(train, val, settings, arm.model or "smollm2", ctx.run_dir / "checkpoints" / arm.name,
-                               progress=progress, log=ctx.log)
-        if result.info.interrupted:
-            raise TrainingInterrupted(f"{arm.name}: stopped by SIGTERM at step {result.info.steps}; checkpoint saved")
-        result.export(folder, extra={"arm": arm.name, "type": "finetune", "task": task_config,
-                                     "labels": list(ctx.task.labels) if ctx.task.labels else None,
-                                     "prompt_variant": arm.prompt})
+        record: dict[str, Any] = {}
+        if arm.search is not None:
+            from tunewise.train.search import search_sft
+
+            with ctx.progress(f"{arm.name} (search)", arm.search.trials) as advance:
+                found = search_sft(train, val, arm.training, _base(arm), ctx.run_dir / "checkpoints" / arm.name / "search",
+                                   arm.search, log=ctx.log, on_trial=lambda: advance(1), init_from=arm.init_from)
+            result, record["search"] = found.best, found.to_dict()
+            ctx.log(f"{arm.name}: best of {len(found.trials)} trial(s): {found.best_params} "
+                    f"(validation loss {found.best_value:.4f})")
+        else:
+            result = _train(arm, ctx, train, val, arm.training, arm.name)
+        result.export(folder, extra=extra)
         info = result.info.to_dict()
-        _write_training(ctx, arm, info | {"train_tokens_per_s": round(info["tokens"] * max(info["epochs_run"], 1)
-                                                                       / max(info["seconds"], 1e-9), 1)})
-        ctx.log(f"{arm.name}: {settings.method} trained {result.info.steps} steps in {result.info.seconds:.0f} s "
+        record |= info | {"train_tokens_per_s": round(info["tokens"] * max(info["epochs_run"], 1)
+                                                      / max(info["seconds"], 1e-9), 1)}
+        _write_training(ctx, arm, record)
+        ctx.log(f"{arm.name}: {result.settings.method} trained {result.info.steps} steps in {result.info.seconds:.0f} s "
                 f"({result.info.precision}); best validation loss {result.info.best_val_loss}"
                 + (f"; warning: {result.info.gap_warning}" if result.info.gap_warning else ""))
+    predictions = _evaluate(arm, ctx, arm.name, folder, max_new_tokens)
+    if arm.learning_curve:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if "learning_curve" not in record:
+            record["learning_curve"] = _learning_curve(arm, ctx, train, val, predictions, max_new_tokens, extra)
+            _write_training(ctx, arm, record)
+    return predictions
+
+
+def _base(arm: FinetuneArm) -> str:
+    """The model training starts from: the arm's model, or the base recorded beside an adapter to continue."""
+    if arm.init_from is not None and (arm.init_from / "tunewise-arm.json").is_file():
+        meta = json.loads((arm.init_from / "tunewise-arm.json").read_text(encoding="utf-8"))
+        if (arm.init_from / "adapter_config.json").is_file():
+            return str(meta.get("base_model") or arm.model)
+    return arm.model or "smollm2"
+
+
+def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Example], settings: Any,
+           name: str) -> Any:
+    from tunewise.train.sft import train_sft
+
+    batches = -(-len(train) // settings.batch_size)
+    steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
+    with _step_progress(ctx, f"{name} (train)", steps) as progress:
+        result = train_sft(train, val, settings, _base(arm), ctx.run_dir / "checkpoints" / name, progress=progress,
+                           log=ctx.log, init_from=arm.init_from)
+    if result.info.interrupted:
+        raise TrainingInterrupted(f"{name}: stopped by SIGTERM at step {result.info.steps}; checkpoint saved")
+    return result
+
+
+def _evaluate(arm: FinetuneArm, ctx: ArmContext, name: str, folder: Path, max_new_tokens: int) -> list[Prediction]:
+    """Score the trained model exactly as the prompting arms score theirs (label scoring for classification)."""
+    from tunewise.arms.prompted import model_backend, run_prompted
+
     evaluated = folder / "merged" if (folder / "merged").is_dir() else folder
     backend = model_backend(str(evaluated), arm.precision, arm.batch_size, ctx, max_new_tokens)
-    return run_prompted(arm.name, ctx, lambda e: ctx.task.messages(e, (), arm.prompt), backend)
+    return run_prompted(name, ctx, lambda e: ctx.task.messages(e, (), arm.prompt), backend)
+
+
+def _learning_curve(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Example],
+                    full: list[Prediction], max_new_tokens: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train on growing shares of the same training examples with the arm's settings; score each on the test
+    split. Points live under `<arm>~lc<percent>` so each is resumable and cached like any arm."""
+    from tunewise.train.sft import ARM_MARKER
+
+    from tunewise.train.sft import SFTSettings
+
+    meta = json.loads((ctx.run_dir / "adapters" / arm.name / ARM_MARKER).read_text(encoding="utf-8"))
+    settings = SFTSettings(**meta["settings"])  # the arm's own, or the best trial's after a search
+    metric = "accuracy" if ctx.task.labels else "score"
+    points = []
+    for fraction in sorted(set(arm.learning_curve or [])):
+        name = f"{arm.name}~lc{round(fraction * 100)}"
+        size = max(2, round(fraction * len(train)))
+        subset = _subset(train, size, ctx)
+        folder = ctx.run_dir / "adapters" / name
+        if not (folder / ARM_MARKER).is_file():
+            _train(arm, ctx, subset, val, settings, name).export(folder, extra=extra | {"arm": name})
+        predictions = _evaluate(arm, ctx, name, folder, max_new_tokens)
+        points.append({"fraction": fraction, "train_examples": len(subset), "metric": metric,
+                       "value": _mean_score(ctx, predictions)})
+    points.append({"fraction": 1.0, "train_examples": len(train), "metric": metric, "value": _mean_score(ctx, full)})
+    ctx.log(f"{arm.name} learning curve: " + ", ".join(f"{p['train_examples']} ex -> {p['value']:.3f}" for p in points))
+    return points
+
+
+def _mean_score(ctx: ArmContext, predictions: list[Prediction]) -> float:
+    return sum(ctx.task.score(p.prediction, p.reference) for p in predictions) / max(len(predictions), 1)
 
 
 # ------------------------------------------------------------------------------------------ classifier head

@@ -178,6 +178,28 @@ def _callbacks(stop: threading.Event, progress: ProgressCallback | None) -> list
     return [StopOnSigterm(), Progress()]
 
 
+def trained_positions_loss(model: Any, inputs: dict[str, torch.Tensor],
+                           num_items_in_batch: torch.Tensor | int | None = None) -> tuple[torch.Tensor, Any]:
+    """Causal-LM cross-entropy computed only where some row of the batch has a trained next token.
+
+    A model's own loss projects every position onto the vocabulary (49k entries for SmolLM2) and takes a
+    softmax there, although the assistant-only mask leaves most positions untrained: for classification
+    only the label and end-of-turn tokens are. `logits_to_keep` with those positions skips that work; the
+    loss is the same number (a test checks it against the model's own). Sum over trained tokens divided by
+    `num_items_in_batch` (the Trainer's count over the accumulated batch), else by this batch's count.
+    """
+    from tunewise.train.sft_data import IGNORE_INDEX
+
+    targets = inputs["labels"][:, 1:]
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep)
+    picked = targets[:, keep]
+    total = torch.nn.functional.cross_entropy(outputs.logits.float().reshape(-1, outputs.logits.shape[-1]),
+                                              picked.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (picked != IGNORE_INDEX).sum().clamp(min=1)
+    return total / count, outputs
+
+
 def _trainer_class() -> type:
     from torch.utils.data import DataLoader
     from transformers import Trainer
@@ -189,6 +211,13 @@ def _trainer_class() -> type:
             super().__init__(*args, **kwargs)
             self._batches = batches
             self._keep_last = keep_last
+
+        def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                         num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+            loss, outputs = trained_positions_loss(model, inputs, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count was global
+            return (loss, outputs) if return_outputs else loss
 
         def get_train_dataloader(self) -> DataLoader:
             loader = DataLoader(self.train_dataset, batch_sampler=self._batches, collate_fn=self.data_collator,
@@ -209,15 +238,31 @@ def _trainer_class() -> type:
 # ------------------------------------------------------------------------------------------ model
 
 
-def _load_model(source: str, settings: SFTSettings) -> tuple[Any, Any]:
+def _load_model(source: str, settings: SFTSettings, init_from: Path | None = None) -> tuple[Any, Any]:
+    """The model to train: fresh adapters on `source`, or (init_from) training continued from an earlier
+    export: a LoRA adapter folder keeps training its adapter; any other model folder is the new starting
+    point (full fine-tuning, or fresh adapters on it)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    adapter = init_from is not None and (Path(init_from) / "adapter_config.json").is_file()
+    if init_from is not None and not adapter:
+        if not (Path(init_from) / "config.json").is_file():
+            raise SFTError(f"init_from {init_from}: neither a LoRA adapter folder (adapter_config.json) nor a model "
+                           "folder (config.json). Fix: point at adapters/<arm> or adapters/<arm>/merged of a run")
+        source = str(init_from)
+    if adapter and settings.method != "lora":
+        raise SFTError(f"init_from {init_from} is a LoRA adapter; continue it with method lora, or start full "
+                       f"fine-tuning from its merged model ({Path(init_from) / 'merged'})")
+    tokenizer = AutoTokenizer.from_pretrained(init_from if adapter else source)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     # fp32 master weights; bf16 enters through autocast where it is fast (see precision.py)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    if settings.method == "lora":
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_from), is_trainable=True)
+    elif settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
@@ -315,7 +360,8 @@ def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
 
 def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSettings, model: str,
               output_dir: Path, *, progress: ProgressCallback | None = None, resume: bool = True,
-              log: Callable[[str], None] = lambda message: None) -> SFTModel:
+              log: Callable[[str], None] = lambda message: None, callbacks: Sequence[Any] = (),
+              init_from: Path | None = None) -> SFTModel:
     """Fine-tune `model` (folder, hub id or bundled alias) on chat examples; checkpoints in `output_dir`.
 
     With `resume` (the default) training continues from the newest complete checkpoint in
@@ -336,7 +382,7 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     device = resolve_device("auto")
     precision = choose_precision(device, settings.precision)
     set_seed(settings.seed)  # before adapters are created: their initialisation is random
-    net, tokenizer = _load_model(source, settings)
+    net, tokenizer = _load_model(source, settings, init_from)
     train_items, dropped, truncated = tokenize_examples(train, tokenizer, settings.max_length)
     val_items, _, _ = tokenize_examples(val, tokenizer, settings.max_length)
     if not train_items:
@@ -387,14 +433,15 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         ddp_find_unused_parameters=False,
     )
     with _sigterm_flag() as stop:
-        callbacks = _callbacks(stop, progress)
+        hooks = _callbacks(stop, progress) + list(callbacks)
         if evaluate:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
+            hooks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
         trainer = _trainer_class()(
             model=net, args=args, train_dataset=_Tokenized(train_items),
             eval_dataset=_Tokenized(val_items) if evaluate else None,
-            data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=callbacks,
+            data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=hooks,
             batches=batches, keep_last=settings.keep_checkpoints)
+        trainer.model_accepts_loss_kwargs = True  # our compute_loss normalises by the accumulated token count
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
