@@ -130,7 +130,7 @@ def test_primary_metric_defaults_by_task_and_is_checked(tmp_path):
 
 def test_cost_per_1k_requests():
     from tunewise.config import RemotePrice
-    from tunewise.evaluate.metrics import cost_per_1k_requests
+    from tunewise.evaluate.cost import cost_per_1k_requests
     from tunewise.schema import Prediction
 
     preds = [Prediction(id=str(i), arm="a", input="", reference="", prediction="", raw="", latency_s=0.36,
