@@ -168,14 +168,14 @@ def robustness(results: Mapping[str, Any]) -> str | None:
         return _svg(fig)
 
 
-def all_figures(results: Mapping[str, Any]) -> dict[str, str]:
-    """Every figure that has data, by name, in report order."""
+def all_figures(results: Mapping[str, Any]) -> dict[str, str | None]:
+    """Every figure by name, in report order; None where there is nothing to draw."""
     figures = {
         "metric": metric_with_ci(results), "cost_quality": cost_vs_quality(results), "latency": latency(results),
         "confusion": confusion(results, results["verdict"]["recommended"]),
         "learning_curve": learning_curves(results), "loss": loss_curves(results), "robustness": robustness(results),
     }
-    return {name: _strip_ids(svg, name) for name, svg in figures.items() if svg}
+    return {name: _strip_ids(svg, name) if svg else None for name, svg in figures.items()}
 
 
 def _strip_ids(svg: str, prefix: str) -> str:
