@@ -1,7 +1,8 @@
 """`tunewise run`: one frozen split, every arm on it, predictions and metrics in the run folder.
 
 Glue only. The order is fixed: read the data (refusing files with errors), freeze or reload the split,
-build the task, run each arm (ensembles last), score them. A resumed run (`--resume RUN`) reloads the
+build the task, run each arm (ensembles last), then the evidence (evaluate/evidence.py: metrics with
+intervals, paired tests, cost, verdict) into results.json, metrics.json and the report. A resumed run (`--resume RUN`) reloads the
 frozen split and skips finished predictions; the answer cache makes even a brand-new run of the same
 experiment do no repeated model work. One arm failing (an endpoint down) is recorded and the others go on.
 """
