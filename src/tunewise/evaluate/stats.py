@@ -6,7 +6,7 @@ one (B x n) @ (n x k) product. Paired tests compare two arms on the *same* examp
   - McNemar's test (statsmodels) on per-example correctness for classification accuracy; exact binomial
     when discordant pairs are few (< 25), chi-square with continuity correction otherwise;
   - a paired bootstrap otherwise: both arms scored on the same resamples; the two-sided p-value is twice
-    the share of resampled differences on the far side of zero (capped at 1).
+    the share of resampled differences on the far side of zero, (count + 1) / (B + 1), capped at 1.
 Results say "no significant difference" in plain words when p >= alpha. Knows nothing about models or files.
 """
 
@@ -80,8 +80,9 @@ def paired_bootstrap(fa: Family, fb: Family, metric: str, weights: np.ndarray) -
     deltas = fa.values(weights)[metric] - fb.values(weights)[metric]
     if np.all(deltas == 0):
         return observed, deltas, 1.0
-    p = 2 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0)))
-    return observed, deltas, min(1.0, p)
+    # (count + 1) / (B + 1): a finite bootstrap never shows p = 0, only p below 1 / B
+    tail = min(int(np.sum(deltas <= 0)), int(np.sum(deltas >= 0)))
+    return observed, deltas, min(1.0, 2 * (tail + 1) / (len(deltas) + 1))
 
 
 def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple[float, float, str]:
