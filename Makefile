@@ -26,6 +26,10 @@ demo: $(STAMP)
 	$(BIN)/tunewise demo
 
 test: $(STAMP)
+	# The report test opens report.html in headless Chromium; install Debian's package only when it is missing
+	# (CI machines start without it; root there, else via sudo).
+	command -v chromium >/dev/null 2>&1 || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

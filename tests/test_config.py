@@ -130,7 +130,7 @@ def test_primary_metric_defaults_by_task_and_is_checked(tmp_path):
 
 def test_cost_per_1k_requests():
     from tunewise.config import RemotePrice
-    from tunewise.evaluate.metrics import cost_per_1k_requests
+    from tunewise.evaluate.cost import cost_per_1k_requests
     from tunewise.schema import Prediction
 
     preds = [Prediction(id=str(i), arm="a", input="", reference="", prediction="", raw="", latency_s=0.36,
@@ -138,3 +138,20 @@ def test_cost_per_1k_requests():
     assert cost_per_1k_requests(preds, hourly_usd=2.0) == pytest.approx(0.2)  # 360 s per 1k at $2/h
     price = RemotePrice(input_per_million=0.15, output_per_million=0.6, as_of="2026-11-01")
     assert cost_per_1k_requests(preds, price=price) == pytest.approx(0.156)
+
+
+def test_evidence_fields_load_and_a_wrong_baseline_is_named(tmp_path):
+    base = ("name: t\ndata: {path: d.jsonl}\ntask: {type: classify}\narms: [{name: zs, type: zero_shot}]\n"
+            "cost: {requests_per_day: 5000, horizon_days: 90}\n")
+    (tmp_path / "ok.yaml").write_text(base + "evaluation: {alpha: 0.01, bootstrap_resamples: 500, quality_bar: 0.8, "
+                                             "baseline_arm: zs, slice_by: [region], review_size: 5}\n")
+    experiment = load_experiment(tmp_path / "ok.yaml")
+    assert experiment.evaluation.alpha == 0.01 and experiment.evaluation.slice_by == ["region"]
+    assert experiment.cost.requests_per_day == 5000 and experiment.cost.horizon_days == 90
+    (tmp_path / "bad.yaml").write_text(base + "evaluation: {baseline_arm: zero-shot, quality_bar: 1.5}\n")
+    with pytest.raises(ConfigError) as error:
+        load_experiment(tmp_path / "bad.yaml")
+    assert "evaluation.quality_bar" in str(error.value)
+    (tmp_path / "bad.yaml").write_text(base + "evaluation: {baseline_arm: zero-shot}\n")
+    with pytest.raises(ConfigError, match="baseline_arm 'zero-shot' is not an arm; known: \\['zs'\\]"):
+        load_experiment(tmp_path / "bad.yaml")

@@ -317,6 +317,32 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
 
 
 @app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `tunewise run`")],
+) -> None:
+    """Recompute the evidence of a finished run from its folder and rewrite results.json and the report.
+
+    No model work: predictions, the frozen split and the manifest are all it reads, so a training or
+    robustness record added later joins the report.
+    """
+    from tunewise.evaluate.evidence import EvidenceError, results_from_run
+    from tunewise.experiment_view import render_verdict
+    from tunewise.report import write_report
+    from tunewise.runs import RunError
+
+    if not run_dir.is_dir():
+        raise fail(f"{run_dir}: not a folder; give a run folder such as runs/<run-id>")
+    try:
+        results, metrics = results_from_run(run_dir)
+        write_report(run_dir, results, metrics)
+    except (EvidenceError, RunError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise _cannot_write(run_dir, exc) from None
+    render_verdict(results["verdict"], run_dir, console)
+
+
+@app.command()
 def demo(
     runs_dir: RunsOpt = Path("runs"),
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field of examples/bbc-news.yaml")] = None,

@@ -195,12 +195,34 @@ class CostConfig(Strict):
                                                                 "costs; local cost = measured seconds x this.")
     remote_prices: dict[str, RemotePrice] = Field(default_factory=dict, description="Per remote model name: token "
                                                                                       "prices, user-editable and dated.")
+    requests_per_day: float = Field(1000.0, gt=0, description="Requests a day you expect to serve: sets the payback "
+                                                             "period of training and the volume it is amortised over.")
+    horizon_days: float = Field(365.0, gt=0, description="Days over which training cost is amortised when arms are "
+                                                         "compared per request (volume = requests_per_day x this).")
 
 
 class EvaluationConfig(Strict):
     primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
         None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
                           "task's own: exact match) for extract/generate. Default: accuracy, or score.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the paired tests between arms; "
+                                                         "confidence intervals are at 1 - alpha.")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples for confidence "
+                                                                          "intervals and paired bootstrap tests "
+                                                                          "(seeded with split.seed).")
+    quality_bar: float | None = Field(None, ge=0, le=1, description="Absolute bar on the primary metric an arm must "
+                                                                   "reach to be recommended; default: not "
+                                                                   "significantly worse than the best arm.")
+    baseline_arm: str | None = Field(None, description="Arm that ROI is measured against; default: the first "
+                                                       "zero_shot arm, else the first arm.")
+    max_failure_rate: float = Field(0.0, ge=0, le=1, description="An arm whose share of failed requests is above "
+                                                                 "this is never recommended.")
+    slice_by: list[str] = Field(default_factory=list, description="Example metadata fields to break metrics down by "
+                                                                  "(a fairness check flags the largest gap).")
+    slice_gap_warn: float = Field(0.1, ge=0, le=1, description="A gap in the primary metric between two slices of "
+                                                               "one arm at least this large is reported as a warning.")
+    review_size: int = Field(20, ge=0, le=1000, description="Test examples where arms disagree, sampled (seeded) "
+                                                            "into the report's review sheet for a person to judge.")
 
 
 Arm = Annotated[Union[ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm, RemoteArm, EnsembleArm, FinetuneArm],
@@ -242,6 +264,8 @@ class Experiment(Strict):
         if self.evaluation.primary_metric != "score" and self.task.type != "classify":
             raise ValueError(f"evaluation.primary_metric {self.evaluation.primary_metric!r} needs task.type classify; "
                              "use `score` for extract and generate")
+        if self.evaluation.baseline_arm is not None and self.evaluation.baseline_arm not in names:
+            raise ValueError(f"evaluation.baseline_arm {self.evaluation.baseline_arm!r} is not an arm; known: {names}")
         return self
 
 

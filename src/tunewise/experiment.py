@@ -1,14 +1,14 @@
 """`tunewise run`: one frozen split, every arm on it, predictions and metrics in the run folder.
 
 Glue only. The order is fixed: read the data (refusing files with errors), freeze or reload the split,
-build the task, run each arm (ensembles last), score them. A resumed run (`--resume RUN`) reloads the
+build the task, run each arm (ensembles last), then the evidence (evaluate/evidence.py: metrics with
+intervals, paired tests, cost, verdict) into results.json, metrics.json and the report. A resumed run (`--resume RUN`) reloads the
 frozen split and skips finished predictions; the answer cache makes even a brand-new run of the same
 experiment do no repeated model work. One arm failing (an endpoint down) is recorded and the others go on.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
-from tunewise.atomic import atomic_write_text
+from tunewise.arms.finetune import TrainingInterrupted
 from tunewise.config import (ClassicalArm, EnsembleArm, Experiment, FewShotArm, FinetuneArm, RemoteArm, RetrievalArm,
                              ZeroShotArm)
-from tunewise.arms.finetune import TrainingInterrupted
 from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import split_examples, write_splits
-from tunewise.evaluate.metrics import arm_metrics, cost_per_1k_requests
+from tunewise.evaluate.evidence import build_results, metrics_summary
 from tunewise.prediction_cache import PredictionCache
+from tunewise.report import write_report
 from tunewise.runs import Run, create_run, open_run
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import make_task
@@ -47,6 +47,7 @@ class ExperimentResult:
     cache_hits: int = 0
     cache_misses: int = 0
     seconds: float = 0.0
+    verdict: dict[str, Any] | None = None
 
 
 def data_path(experiment: Experiment) -> Path:
@@ -169,18 +170,11 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
             except Exception as exc:  # one arm's failure (endpoint down, bad model id) must not lose the others
                 failures[arm.name] = f"{type(exc).__name__}: {exc}"
                 log(f"arm {arm.name} failed: {failures[arm.name]}")
-        metrics = {name: arm_metrics(predictions, task) for name, predictions in done.items()}
-        arms_by_name = {arm.name: arm for arm in experiment.arms}
-        for name, predictions in done.items():
-            arm = arms_by_name[name]
-            price = experiment.cost.remote_prices.get(arm.model) if isinstance(arm, RemoteArm) else None
-            local = not isinstance(arm, (RemoteArm, EnsembleArm))
-            if price is not None or local:
-                metrics[name]["cost_per_1k_usd"] = cost_per_1k_requests(
-                    predictions, hourly_usd=experiment.cost.hardware_usd_per_hour, price=price)
-        atomic_write_text(run.path / "metrics.json", json.dumps({"task": task.name, "test_examples": len(test),
-                                                                  "primary_metric": experiment.evaluation.primary_metric,
-                                                                  "arms": metrics, "failures": failures}, indent=2))
+        # the evidence: metrics with intervals, paired tests, cost, verdict; results.json, report.md/.html
+        results = build_results(experiment, run.path, run.id, task, test, done, failures)
+        summary = metrics_summary(results, failures)
+        write_report(run.path, results, summary)
+        metrics = summary["arms"]
         run.update(status="completed" if not failures else "failed", arms=sorted(done), failures=failures,
                    test_examples=len(test))
     except BaseException as exc:
@@ -192,7 +186,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     finally:
         cache.close()
     return ExperimentResult(run, metrics, failures, experiment.evaluation.primary_metric, cache.hits, cache.misses,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, results["verdict"])
 
 
 @contextmanager

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
 from tunewise.experiment import ExperimentResult
@@ -31,3 +34,13 @@ def render_result(result: ExperimentResult, console: Console) -> None:
         console.print(f"[red]✗ {escape(name)}:[/] {escape(reason)}")
     console.print(f"answer cache: {result.cache_hits:,} hit(s), {result.cache_misses:,} miss(es) · "
                   f"{result.seconds:.1f} s · predictions in {escape(str(result.run.path / 'predictions'))}")
+    if result.verdict is not None:
+        render_verdict(result.verdict, result.run.path, console)
+
+
+def render_verdict(verdict: dict, run_dir: Path, console: Console) -> None:
+    """The verdict's headline, its reasons, and where the full report is."""
+    console.print(Panel(escape(verdict["headline"]), title="verdict", title_align="left", border_style="bold"))
+    for reason in verdict["reasons"]:
+        console.print(f"  · {escape(reason)}")
+    console.print(f"report: {escape(str(run_dir / 'report.html'))} (and report.md, results.json)")

@@ -1,0 +1,205 @@
+"""The evidence of a run: every arm's metrics with confidence intervals, paired tests, cost, ROI, slices,
+training and robustness records, the verdict and the review sheet, as one JSON-able dict (results.json).
+
+Two entry points: `build_results` right after the arms of `tunewise run` finish, and `results_from_run`,
+which rebuilds the same dict from a run folder alone (config from the manifest, the frozen test split,
+predictions/*.jsonl): no model work, so `tunewise report` can re-render after a robustness or training
+record lands. Everything random is seeded with split.seed, so both give identical results. Reads the
+run folder; knows nothing about models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from tunewise.config import EnsembleArm, Experiment, RemoteArm
+from tunewise.evaluate import cost as costs
+from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
+from tunewise.evaluate.review import review_sheet
+from tunewise.evaluate.slices import slice_report
+from tunewise.evaluate.stats import compare, intervals, resample_weights
+from tunewise.schema import Example, Prediction
+from tunewise.tasks import Task
+from tunewise.verdict import Candidate, decide
+
+SCHEMA_VERSION = 1
+
+
+class EvidenceError(ValueError):
+    """The run folder lacks what the evidence needs; the message names the file and the fix."""
+
+
+def _read_json(path: Path, notes: list[str]) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        notes.append(f"{path.name} in {path.parent.name}/ could not be read ({exc}); it is left out")
+        return None
+
+
+def default_baseline(experiment: Experiment, finished: Sequence[str]) -> str | None:
+    if experiment.evaluation.baseline_arm in finished:
+        return experiment.evaluation.baseline_arm
+    zero_shot = [a.name for a in experiment.arms if a.type == "zero_shot" and a.name in finished]
+    return zero_shot[0] if zero_shot else next((a.name for a in experiment.arms if a.name in finished), None)
+
+
+def _arm_cost(arm: Any, predictions: Sequence[Prediction], experiment: Experiment,
+              known: Mapping[str, float | None]) -> float | None:
+    """USD per 1,000 requests, or None when it cannot be known (a remote model without a price)."""
+    if isinstance(arm, EnsembleArm):
+        members = [known.get(m) for m in arm.members]
+        return None if any(c is None for c in members) else sum(members)
+    if isinstance(arm, RemoteArm):
+        price = experiment.cost.remote_prices.get(arm.model)
+        return None if price is None else costs.cost_per_1k_requests(predictions, price=price)
+    return costs.cost_per_1k_requests(predictions, hourly_usd=experiment.cost.hardware_usd_per_hour)
+
+
+def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task, test: Sequence[Example],
+                  done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str]) -> dict[str, Any]:
+    ev, cost_cfg = experiment.evaluation, experiment.cost
+    seed, alpha, metric = experiment.split.seed, ev.alpha, ev.primary_metric
+    notes: list[str] = []
+    arms_cfg = {arm.name: arm for arm in experiment.arms}
+    finished = [a.name for a in experiment.arms if a.name in done and done[a.name]]
+    # every arm is judged on the same examples: those of the test subset every finished arm answered
+    by_arm = {name: {p.id: p for p in done[name]} for name in finished}
+    examples = [e for e in test if all(e.id in by_arm[name] for name in finished)]
+    if finished and len(examples) < len(test):
+        notes.append(f"{len(test) - len(examples)} test example(s) lack an answer from some arm; all arms are "
+                     f"compared on the {len(examples)} every arm answered")
+    ids = [e.id for e in examples]
+    aligned = {name: [by_arm[name][i] for i in ids] for name in finished}
+    fams = {name: families(aligned[name], task) for name in finished}
+    weights = resample_weights(len(ids), ev.bootstrap_resamples, seed) if ids else None
+
+    arms: dict[str, Any] = {}
+    cost_known: dict[str, float | None] = {}
+    volume = cost_cfg.requests_per_day * cost_cfg.horizon_days
+    robustness = _read_json(run_dir / "robustness.json", notes) or {}
+    for name in finished:
+        predictions, arm = aligned[name], arms_cfg[name]
+        cis = intervals(fams[name], weights, 1 - alpha)
+        training = _read_json(run_dir / "training" / f"{name}.json", notes)
+        cost_known[name] = _arm_cost(arm, predictions, experiment, cost_known)
+        train_cost = costs.training_cost(training, cost_cfg.hardware_usd_per_hour)
+        training_usd = train_cost["usd"] if train_cost else 0.0
+        arms[name] = {
+            "type": arm.type, "model": getattr(arm, "model", None),
+            "summary": arm_metrics(predictions, task),
+            "metrics": {k: v for k, v in cis.items() if "[" not in k},
+            "per_class": _per_class(cis, task.labels) if task.labels else None,
+            "confusion": confusion_matrix(predictions, task.labels) if task.labels else None,
+            "latency": costs.latency_profile(predictions),
+            "cost": {"per_1k_usd": cost_known[name], "training": train_cost,
+                     "amortised_per_1k_usd": costs.amortised_per_1k(cost_known[name], training_usd, volume)},
+            "training": training, "robustness": robustness.get(name),
+            "needs_training": arm.type == "finetune" or training is not None,
+        }
+    pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task))
+                .to_dict() for a, b in combinations(finished, 2)]
+    baseline = default_baseline(experiment, finished)
+    roi = {}
+    if baseline is not None:
+        base = _roi_view(arms[baseline], metric)
+        roi = {name: costs.roi(_roi_view(arms[name], metric), base, cost_cfg.requests_per_day)
+               for name in finished if name != baseline}
+    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"))
+                  for a in experiment.arms if a.name not in arms]
+    candidates += [Candidate(name=name, type=r["type"], quality=r["metrics"][metric]["value"],
+                             low=r["metrics"][metric]["low"], high=r["metrics"][metric]["high"],
+                             n=r["summary"]["n"], failed=r["summary"]["failed"],
+                             cost_per_1k_usd=r["cost"]["amortised_per_1k_usd"],
+                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"])
+                   for name, r in arms.items()]
+    verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, quality_bar=ev.quality_bar,
+                     max_failure_rate=ev.max_failure_rate, volume=volume)
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
+        "labels": list(task.labels) if task.labels else None,
+        "test_examples": len(ids), "primary_metric": metric, "alpha": alpha, "confidence": 1 - alpha,
+        "bootstrap": {"resamples": ev.bootstrap_resamples, "seed": seed, "method": "percentile"},
+        "cost_assumptions": {"hardware_usd_per_hour": cost_cfg.hardware_usd_per_hour,
+                             "requests_per_day": cost_cfg.requests_per_day, "horizon_days": cost_cfg.horizon_days,
+                             "amortisation_requests": volume,
+                             "remote_prices": {k: v.model_dump() for k, v in cost_cfg.remote_prices.items()}},
+        "arms": arms, "failures": dict(failures), "pairwise": pairwise, "baseline": baseline, "roi": roi,
+        "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
+        "robustness": robustness or None,
+        "verdict": verdict.to_dict(),
+        "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
+        "notes": notes,
+    }
+
+
+def _per_class(cis: Mapping[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    return {label: {part: cis[f"{part}[{label}]"] for part in ("precision", "recall", "f1")} for label in labels}
+
+
+def _correctness(aligned: Mapping[str, Sequence[Prediction]], a: str, b: str, metric: str,
+                 task: Task) -> tuple[list[bool], list[bool]] | None:
+    """Per-example correctness for McNemar: only when the metric is classification accuracy."""
+    if metric != "accuracy" or not task.labels:
+        return None
+    return tuple([p.prediction == p.reference for p in aligned[arm]] for arm in (a, b))  # type: ignore[return-value]
+
+
+def _roi_view(arm: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    training = arm["cost"]["training"]
+    return {"quality": arm["metrics"][metric]["value"], "latency_p50_s": arm["latency"]["latency_p50_s"],
+            "cost_per_1k_usd": arm["cost"]["per_1k_usd"], "training_usd": training["usd"] if training else 0.0}
+
+
+def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results, metrics.json content) rebuilt from a run folder: manifest config, frozen split, predictions."""
+    from tunewise.data.formats import read_examples
+    from tunewise.experiment import evaluation_subset
+    from tunewise.predictions import PredictionStore
+    from tunewise.runs import open_run
+    from tunewise.tasks import make_task
+
+    run = open_run(run_dir)
+    try:
+        experiment = Experiment.model_validate(run.manifest["config"])
+    except Exception as exc:  # a manifest from another version: say which file, do not guess
+        raise EvidenceError(f"{run_dir / 'manifest.json'}: its config does not load with this tunewise ({exc}); "
+                            "re-run the experiment with this version") from None
+    splits = run_dir / "splits"
+    if not (splits / "test.jsonl").is_file():
+        raise EvidenceError(f"{splits / 'test.jsonl'}: no frozen split in this run; run `tunewise run` first")
+    parts = {name: read_examples(splits / f"{name}.jsonl").examples for name in ("train", "test")}
+    task = make_task(experiment.task, parts["train"])
+    test = evaluation_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+    ids = [e.id for e in test]
+    done = {}
+    for arm in experiment.arms:
+        path = run_dir / "predictions" / f"{arm.name}.jsonl"
+        if path.is_file():
+            predictions = PredictionStore(path).ordered(ids)
+            if predictions:
+                done[arm.name] = predictions
+    if not done:
+        raise EvidenceError(f"{run_dir / 'predictions'}: no predictions; run `tunewise run` (or --resume) first")
+    previous = _read_json(run_dir / "metrics.json", []) or {}
+    failures = {k: v for k, v in (previous.get("failures") or {}).items() if k not in done}
+    results = build_results(experiment, run_dir, run.id, task, test, done, failures)
+    return results, metrics_summary(results, failures)
+
+
+def metrics_summary(results: Mapping[str, Any], failures: Mapping[str, str]) -> dict[str, Any]:
+    """metrics.json: the flat per-arm figures earlier stages and scripts read (accuracy, macro_f1, score ...)."""
+    arms = {}
+    for name, arm in results["arms"].items():
+        arms[name] = dict(arm["summary"])
+        if arm["cost"]["per_1k_usd"] is not None:
+            arms[name]["cost_per_1k_usd"] = arm["cost"]["per_1k_usd"]
+    return {"task": results["task"], "test_examples": results["test_examples"],
+            "primary_metric": results["primary_metric"], "arms": arms, "failures": dict(failures),
+            "verdict": results["verdict"]["headline"]}
