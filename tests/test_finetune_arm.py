@@ -135,3 +135,24 @@ def test_init_from_continues_training_an_earlier_adapter(experiment, tiny_model_
 
     # training picks up where the earlier adapter left off, not from fresh (zero-effect) adapters
     assert first_loss(continued) < first_loss(first) * 0.8
+
+
+def test_progressive_stages_train_in_order_and_each_is_scored(experiment, tiny_model_dir, tmp_path):
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Say hello number {i}"},
+                                                        {"role": "assistant", "content": f"Hello {i}!"}]}) + "\n"
+                               for i in range(16)))
+    arm = _lora(tiny_model_dir, stages=[{"name": "general", "data": str(general), "format": "chat", "epochs": 1},
+                                        {"name": "company"}])
+    result = run_experiment(load_experiment(experiment([arm])), log=lambda m: None)
+    assert result.failures == {}
+    run_dir = result.run.path
+    record = json.loads((run_dir / "training" / "lora.json").read_text())
+    assert [s["stage"] for s in record["stages"]] == ["general", "company"]
+    assert record["stages"][0]["examples"] == 16 and record["stages"][0]["format"] == "chat"
+    assert record["seconds"] == pytest.approx(sum(s["seconds"] for s in record["stages"]))
+    for name in ("lora~stage-general", "lora~stage-company", "lora"):
+        assert (run_dir / "predictions" / f"{name}.jsonl").is_file()
+    # the arm is the last stage's model, and that stage started from the first stage's adapter
+    assert record["stages"][1]["value"] == result.metrics["lora"]["accuracy"]
+    assert json.loads((run_dir / "adapters" / "lora" / "tunewise-arm.json").read_text())["arm"] == "lora"

@@ -126,6 +126,21 @@ class EnsembleArm(_ArmBase):
     members: list[str] = Field(min_length=2, description="Names of the arms to combine.")
 
 
+class StageConfig(Strict):
+    """One stage of progressive fine-tuning: each starts from the model the previous stage ended with."""
+
+    name: str = Field(description="Stage name (e.g. general, domain, company); predictions go to <arm>~stage-<name>.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: Path | None = Field(None, description="Training data for this stage (relative to the YAML); default: the "
+                                                "experiment's own training split.")
+    format: Literal["task", "chat"] = Field("task", description="task: render each example with the task's prompt "
+                                                                "and its reference as the reply; chat: train on the "
+                                                                "conversations as they are (general instruction data).")
+    epochs: int | None = Field(None, ge=1, description="Epochs for this stage; default: training.epochs.")
+    learning_rate: float | None = Field(None, gt=0, description="Learning rate for this stage; default: the arm's.")
+    max_train_examples: int | None = Field(None, ge=2, description="Seeded subset of this stage's data.")
+
+
 class FinetuneArm(_ArmBase):
     """A model fine-tuned on the training split (validated on the validation split), then scored on the same
     test examples as every other arm. lora/full train a causal LM on the task's own prompt with the reference
@@ -157,6 +172,9 @@ class FinetuneArm(_ArmBase):
                                                                  "the test split: is more data worth collecting?")
     init_from: Path | None = Field(None, description="lora/full: keep training an earlier model: an adapter folder "
                                                      "(runs/<id>/adapters/<arm>) or a model folder (its merged/).")
+    stages: list[StageConfig] | None = Field(None, description="lora/full: progressive fine-tuning, e.g. general "
+                                                               "data, then domain data, then your own; each stage is "
+                                                               "checkpointed and scored on the test split.")
 
     @model_validator(mode="after")
     def _settings_match_method(self) -> FinetuneArm:
@@ -166,7 +184,7 @@ class FinetuneArm(_ArmBase):
         if self.method == "classifier":
             if "training" in self.model_fields_set:
                 raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
-            extras = sorted({"search", "learning_curve", "init_from"} & self.model_fields_set)
+            extras = sorted({"search", "learning_curve", "init_from", "stages"} & self.model_fields_set)
             if extras:
                 raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")
             if self.model is None:
@@ -178,6 +196,12 @@ class FinetuneArm(_ArmBase):
         if "method" in self.training.model_fields_set and self.training.method != self.method:
             raise ValueError(f"training.method {self.training.method!r} contradicts method {self.method!r}; "
                              "set `method` on the arm only")
+        if self.stages is not None:
+            names = [stage.name for stage in self.stages]
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"stages need at least one stage and unique names; got {names}")
+            if self.search is not None:
+                raise ValueError("search and stages do not combine; search the settings of a single-stage arm first")
         if self.model is None:
             self.model = "smollm2"
         self.training = self.training.model_copy(update={"method": self.method})
@@ -332,6 +356,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     for arm in experiment.arms:
         if isinstance(arm, FinetuneArm) and arm.init_from is not None and not arm.init_from.is_absolute():
             arm.init_from = (path.parent / arm.init_from).resolve()
+        for stage in (arm.stages or []) if isinstance(arm, FinetuneArm) else []:
+            if stage.data is not None and not stage.data.is_absolute():
+                stage.data = (path.parent / stage.data).resolve()
     return experiment
 
 
@@ -378,7 +405,7 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, FinetuneArm, SFTSettings, ClassifierConfig, SearchConfig, EvaluationConfig, CostConfig,
+                  RemoteArm, EnsembleArm, FinetuneArm, StageConfig, SFTSettings, ClassifierConfig, SearchConfig, EvaluationConfig, CostConfig,
                   RemotePrice, Experiment):
         rows.append(f"{model.__name__}:")
         for name, field in model.model_fields.items():

@@ -13,6 +13,7 @@ gap warning) goes to `training/<arm>.json` for the report. This module is glue: 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,12 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
     val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
     if not (folder / ARM_MARKER).is_file():
         record: dict[str, Any] = {}
+        if arm.stages:
+            last, record["stages"] = _progressive(arm, ctx, val, max_new_tokens, extra)
+            info = _adopt(last, folder, extra)
+            info["seconds"] = sum(stage["seconds"] for stage in record["stages"])  # training cost = every stage
+            _write_training(ctx, arm, record | info)
+            return _evaluate(arm, ctx, arm.name, folder, max_new_tokens)
         if arm.search is not None:
             from tunewise.train.search import search_sft
 
@@ -96,7 +103,7 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
             ctx.log(f"{arm.name}: best of {len(found.trials)} trial(s): {found.best_params} "
                     f"(validation loss {found.best_value:.4f})")
         else:
-            result = _train(arm, ctx, train, val, arm.training, arm.name)
+            result = _train(arm, ctx, train, val, arm.training, arm.name, arm.init_from)
         result.export(folder, extra=extra)
         info = result.info.to_dict()
         record |= info | {"train_tokens_per_s": round(info["tokens"] * max(info["epochs_run"], 1)
@@ -114,6 +121,68 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
     return predictions
 
 
+def _stage_examples(stage: Any, ctx: ArmContext, variant: str) -> list[Example]:
+    if stage.data is None:
+        examples = ctx.train
+    else:
+        from tunewise.data.formats import read_examples
+
+        data = read_examples(stage.data)
+        if data.error_lines or not data.examples:
+            raise ValueError(f"stage {stage.name!r}: {stage.data} has {len(data.error_lines)} line(s) with errors and "
+                             f"{len(data.examples)} usable example(s); run `tunewise check {stage.data}` and fix it")
+        examples = data.examples
+    examples = _subset(examples, stage.max_train_examples, ctx) if stage.format == "task" else \
+        examples[:stage.max_train_examples]
+    return training_examples(examples, ctx, variant) if stage.format == "task" else examples
+
+
+def _progressive(arm: FinetuneArm, ctx: ArmContext, val: list[Example], max_new_tokens: int,
+                 extra: dict[str, Any]) -> tuple[Path, list[dict[str, Any]]]:
+    """Train the stages in order, each from the previous stage's model; score every stage on the test split.
+
+    Each stage has its own checkpoints and export (`<arm>~stage-<name>`), so an interrupted run resumes inside
+    the stage it was in and never redoes a finished one. The last stage's model is the arm's model.
+    """
+    from tunewise.train.sft import ARM_MARKER
+
+    previous: Path | None = arm.init_from
+    records = []
+    for stage in arm.stages or []:
+        name = f"{arm.name}~stage-{stage.name}"
+        folder = ctx.run_dir / "adapters" / name
+        examples = _stage_examples(stage, ctx, arm.prompt)
+        settings = arm.training.model_copy(update={k: v for k, v in (("epochs", stage.epochs),
+                                                                        ("learning_rate", stage.learning_rate)) if v})
+        if (folder / ARM_MARKER).is_file():
+            info = json.loads((folder / ARM_MARKER).read_text(encoding="utf-8"))["training"]
+        else:
+            result = _train(arm, ctx, examples, val, settings, name, previous)
+            result.export(folder, extra=extra | {"arm": name, "stage": stage.name})
+            info = result.info.to_dict()
+        predictions = _evaluate(arm, ctx, name, folder, max_new_tokens)
+        records.append({"stage": stage.name, "format": stage.format, "examples": len(examples),
+                        "seconds": info["seconds"], "best_val_loss": info["best_val_loss"],
+                        "metric": "accuracy" if ctx.task.labels else "score", "value": _mean_score(ctx, predictions)})
+        ctx.log(f"{name}: {len(examples)} examples, test {records[-1]['metric']} {records[-1]['value']:.3f}")
+        previous = folder
+    assert previous is not None  # the config requires at least one stage
+    return previous, records
+
+
+def _adopt(stage_folder: Path, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """The last stage's export becomes the arm's (copied atomically, its marker naming the arm)."""
+    from tunewise.atomic import atomic_dir
+    from tunewise.train.sft import ARM_MARKER
+
+    meta = json.loads((stage_folder / ARM_MARKER).read_text(encoding="utf-8")) | extra
+    with atomic_dir(folder) as tmp:
+        shutil.copytree(stage_folder, tmp, dirs_exist_ok=True)
+        for marker in tmp.rglob(ARM_MARKER):
+            marker.write_text(json.dumps(meta | {"merged": marker.parent != tmp}, indent=2) + "\n", encoding="utf-8")
+    return meta["training"]
+
+
 def _base(arm: FinetuneArm) -> str:
     """The model training starts from: the arm's model, or the base recorded beside an adapter to continue."""
     if arm.init_from is not None and (arm.init_from / "tunewise-arm.json").is_file():
@@ -124,14 +193,14 @@ def _base(arm: FinetuneArm) -> str:
 
 
 def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Example], settings: Any,
-           name: str) -> Any:
+           name: str, init_from: Path | None) -> Any:
     from tunewise.train.sft import train_sft
 
     batches = -(-len(train) // settings.batch_size)
     steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
     with _step_progress(ctx, f"{name} (train)", steps) as progress:
         result = train_sft(train, val, settings, _base(arm), ctx.run_dir / "checkpoints" / name, progress=progress,
-                           log=ctx.log, init_from=arm.init_from)
+                           log=ctx.log, init_from=init_from)
     if result.info.interrupted:
         raise TrainingInterrupted(f"{name}: stopped by SIGTERM at step {result.info.steps}; checkpoint saved")
     return result
@@ -164,7 +233,7 @@ def _learning_curve(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val
         subset = _subset(train, size, ctx)
         folder = ctx.run_dir / "adapters" / name
         if not (folder / ARM_MARKER).is_file():
-            _train(arm, ctx, subset, val, settings, name).export(folder, extra=extra | {"arm": name})
+            _train(arm, ctx, subset, val, settings, name, arm.init_from).export(folder, extra=extra | {"arm": name})
         predictions = _evaluate(arm, ctx, name, folder, max_new_tokens)
         points.append({"fraction": fraction, "train_examples": len(subset), "metric": metric,
                        "value": _mean_score(ctx, predictions)})
