@@ -45,6 +45,7 @@ class ExperimentResult:
     cache_hits: int = 0
     cache_misses: int = 0
     seconds: float = 0.0
+    robustness: dict[str, dict[str, dict[str, float | int]]] = field(default_factory=dict)
 
 
 def data_path(experiment: Experiment) -> Path:
@@ -172,6 +173,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
             if price is not None or local:
                 metrics[name]["cost_per_1k_usd"] = cost_per_1k_requests(
                     predictions, hourly_usd=experiment.cost.hardware_usd_per_hour, price=price)
+        robustness = _robustness(experiment, ctx, done, log)
         atomic_write_text(run.path / "metrics.json", json.dumps({"task": task.name, "test_examples": len(test),
                                                                   "primary_metric": experiment.evaluation.primary_metric,
                                                                   "arms": metrics, "failures": failures}, indent=2))
@@ -184,7 +186,20 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     finally:
         cache.close()
     return ExperimentResult(run, metrics, failures, experiment.evaluation.primary_metric, cache.hits, cache.misses,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, robustness)
+
+
+def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Prediction]],
+                log: Callable[[str], None]) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Every arm that ran, again on perturbed copies of a seeded subset of the test examples (if configured)."""
+    config = experiment.evaluation.robustness
+    if not config.perturbations or not done:
+        return {}
+    from tunewise.experiment_robustness import run_robustness
+
+    subset = evaluation_subset(ctx.test, config.max_examples, experiment.split.seed, bool(ctx.task.labels))
+    return run_robustness(config, _order(experiment.arms), ctx, subset, done, experiment.evaluation.primary_metric,
+                          lambda arm, copy, members: _run_arm(arm, copy, experiment, members), log)
 
 
 @contextmanager
