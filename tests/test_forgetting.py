@@ -48,7 +48,11 @@ def test_rules(reply, check, expected):
 
 def test_model_against_itself_retains_everything(tiny_model_dir):
     before = probe(tiny_model_dir, max_items=4, precision="fp32", max_new_tokens=8)
-    again = probe(tiny_model_dir, max_items=4, precision="fp32", max_new_tokens=8)
+    from tunewise.models.local import LocalLM
+
+    again = probe(LocalLM(tiny_model_dir, precision="fp32"), max_items=4, max_new_tokens=8)  # as the lead holds it
+    assert again.details["model"].startswith("LocalLM")
+    assert [i["reply"] for i in again.details["items"]] == [i["reply"] for i in before.details["items"]]
     assert before.details["paragraphs"] == 4 and before.details["instructions"] == 4 and before.details["tokens"] > 100
     assert before.perplexity > 1 and 0 <= before.instruction_score <= 1
     assert again.perplexity == pytest.approx(before.perplexity, rel=1e-6)

@@ -355,7 +355,7 @@ def _assumptions(req: Requirements, report: dict[str, Any]) -> list[str]:
         "All times and costs are estimates, not measurements: measure with `tunewise run` before deciding.",
         f"Training tokens = the data's token lengths ({report.get('tokenizer')} tokenizer; other models' tokenizers "
         f"count differently) x {req.train_fraction:g} (the training share of the split) x {req.epochs} epoch(s); "
-        "encoders see the prompt only, and no example more than the model's context.",
+        "encoders see the prompt only; the total is capped at examples x the model's context.",
         "Time = training tokens / the catalog's throughput for that model (see each model's `figures` for their "
         "source); throughput varies severalfold with hardware, sequence length, batch size and LoRA vs full.",
         f"Cost = hours x ${req.cpu_usd_per_hour:g}/h on a CPU or ${req.gpu_usd_per_hour:g}/h on a GPU "
