@@ -173,3 +173,15 @@ def test_shipped_catalog_loads_and_bad_catalogs_are_explained(tmp_path):
         load_catalog(tmp_path / "syntax.yaml")
     with pytest.raises(CatalogError, match="cannot read"):
         load_catalog(tmp_path / "missing.yaml")
+
+
+def test_strict_latency_favours_local_models_and_flags_hosted_ones(write):
+    rows = classify_rows({"x": 210, "y": 210})
+    strict = judge(write, rows, Requirements(latency_ms=150))
+    latency = next(i for i in strict.items if i.key == "latency")
+    assert "strict" in latency.evidence and "smallest candidate" in latency.action
+    hosted = next(c for c in strict.candidates if c.kind == "api")
+    assert any("round trip" in note for note in hosted.notes)
+    relaxed = judge(write, rows, Requirements(latency_ms=3000), name="r.jsonl")
+    assert "relaxed" in next(i for i in relaxed.items if i.key == "latency").evidence
+    assert not any("round trip" in note for c in relaxed.candidates for note in c.notes)

@@ -110,7 +110,8 @@ class Advice:
     @property
     def summary(self) -> str:
         if self.blockers:
-            return (f"Not ready to fine-tune: {len(self.blockers)} blocker(s) ({', '.join(i.key for i in self.blockers)}). "
+            keys = ", ".join(i.key for i in self.blockers)
+            return (f"Not ready to fine-tune: {len(self.blockers)} blocker(s) ({keys}). "
                     "Fix them, or compare prompting, retrieval and a classical model with `tunewise run` first.")
         if self.warnings:
             return (f"Fine-tuning is worth measuring; {len(self.warnings)} warning(s) to weigh. Run the head-to-head "
@@ -127,7 +128,8 @@ class Advice:
 # ---------------------------------------------------------------- the checklist
 
 
-def advise(report: dict[str, Any], catalog: Catalog, requirements: Requirements, catalog_name: str = "shipped") -> Advice:
+def advise(report: dict[str, Any], catalog: Catalog, requirements: Requirements,
+           catalog_name: str = "shipped") -> Advice:
     """Advice from a `check` report (CheckReport.to_json()), a model catalog and the stated requirements."""
     task = report["task"]
     stats = report.get("stats", {})
