@@ -156,8 +156,9 @@ class RobustnessConfig(Strict):
     perturbations: list[PerturbationConfig] = Field(
         default_factory=list, description="Perturbations applied to a copy of the test subset; every arm is re-run on "
                                           "each copy. Empty (the default) skips the robustness check.")
-    max_examples: int = Field(100, ge=1, description="Perturb at most this many test examples (a stratified, seeded "
-                                                     "subset of the evaluated ones): each perturbation re-runs every arm.")
+    max_examples: int = Field(100, ge=1, description="Perturb about this many test examples (a stratified, seeded "
+                                                     "subset of the evaluated ones; per-label rounding may add a few): "
+                                                     "each perturbation re-runs every arm on them.")
 
 
 class EvaluationConfig(Strict):
