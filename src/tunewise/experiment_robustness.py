@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunewise.arms.context import ArmContext
+from tunewise.arms.context import ArmContext, ProgressFactory
 from tunewise.atomic import atomic_write_text
 from tunewise.config import PerturbationConfig, RobustnessConfig
 from tunewise.evaluate.metrics import arm_metrics
@@ -41,7 +41,9 @@ def run_robustness(config: RobustnessConfig, arms: list[Any], ctx: ArmContext, s
     result: dict[str, dict[str, dict[str, float | int]]] = {name: {} for name in clean}
     for spec in config.perturbations:
         damage = perturbation(spec)
-        copy = replace(ctx, test=perturb(subset, damage, ctx.seed), store_suffix=f"~{damage.name}")
+        # arms' informational lines (the classical fit, ...) were printed on the clean run; failures are logged below
+        copy = replace(ctx, test=perturb(subset, damage, ctx.seed), store_suffix=f"~{damage.name}",
+                       progress=_labelled(ctx.progress, f"~{damage.name}"), log=lambda message: None)
         done: dict[str, list[Prediction]] = {}
         for arm in arms:
             if arm.name not in clean:
@@ -58,6 +60,10 @@ def run_robustness(config: RobustnessConfig, arms: list[Any], ctx: ArmContext, s
                                              "drop": clean_scores[arm.name] - score, "n": len(done[arm.name])}
     write(ctx.run_dir, result)
     return result
+
+
+def _labelled(progress: ProgressFactory, suffix: str) -> ProgressFactory:
+    return lambda description, total: progress(f"{description}{suffix}", total)
 
 
 def _metric(predictions: list[Prediction], ctx: ArmContext, metric: str) -> float:

@@ -47,7 +47,7 @@ def render_robustness(robustness: dict[str, dict[str, dict[str, float | int]]], 
         table.add_column(escape(name), justify="left" if name == "arm" else "right", no_wrap=True)
     for arm, per_arm in sorted(rows.items(), key=lambda item: -next(iter(item[1].values()))["clean_score"]):
         clean = next(iter(per_arm.values()))["clean_score"]
-        cells = [f"{per_arm[p]['score']:.3f} ({-per_arm[p]['drop']:+.3f})" if p in per_arm else "–"
+        cells = [f"{per_arm[p]['score']:.3f} ({0.0 - per_arm[p]['drop']:+.3f})" if p in per_arm else "–"
                  for p in perturbations]
         table.add_row(escape(arm), f"{clean:.3f}", *cells)
     console.print(table)

@@ -133,8 +133,11 @@ def load(model: Any, tokenizer: Any = None, *, base: str | Path | None = None,
             raise ProbeError("probe() got a model object without its tokenizer. Fix: pass tokenizer=...")
         return model, tokenizer, type(model).__name__
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from tunewise.assets import resolve_model
+
+    hf_logging.disable_progress_bar()  # as LocalLM does: a load bar would tear through the caller's Rich display
     from tunewise.models.precision import choose_precision, resolve_device
 
     folder = Path(resolve_model(str(model)))
