@@ -194,22 +194,35 @@ def perplexity(model: Any, tokenizer: Any, paragraphs: list[str], batch_size: in
     return math.exp(total_nll / max(total_tokens, 1)), total_tokens
 
 
-def reply(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
-    """The greedy reply to one user message, through the chat template when the tokenizer has one."""
+def replies(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 8) -> list[str]:
+    """Greedy replies to single user messages (through the chat template when the tokenizer has one), in
+    left-padded batches: on a CPU, 20 prompts one by one take several times longer than in batches of 8."""
     import torch
 
     device = next(model.parameters()).device
-    messages = [{"role": "user", "content": prompt}]
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-    else:
-        ids = tokenizer(f"user: {prompt}\nassistant:")["input_ids"]
-    input_ids = torch.tensor([list(ids)], device=device)
+    rendered = []
+    for prompt in prompts:
+        if getattr(tokenizer, "chat_template", None):
+            rendered.append(list(tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                               add_generation_prompt=True, tokenize=True,
+                                                               return_dict=False)))
+        else:
+            rendered.append(list(tokenizer(f"user: {prompt}\nassistant:")["input_ids"]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[str] = []
     with torch.inference_mode():
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=pad)
-    return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)
+        for start in range(0, len(rendered), batch_size):
+            batch = rendered[start:start + batch_size]
+            width = max(len(r) for r in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, row in enumerate(batch):
+                ids[i, width - len(row):] = torch.tensor(row)
+                mask[i, width - len(row):] = 1
+            generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                       max_new_tokens=max_new_tokens, pad_token_id=pad)
+            out += [tokenizer.decode(row, skip_special_tokens=True) for row in generated[:, width:]]
+    return out
 
 
 def probe(model: Any, max_items: int | None = None, *, tokenizer: Any = None, base: str | Path | None = None,
@@ -225,8 +238,7 @@ def probe(model: Any, max_items: int | None = None, *, tokenizer: Any = None, ba
     items = instruction_items()[:max_items]
     ppl, tokens = perplexity(built, tok, paragraphs)
     outcomes = []
-    for item in items:
-        answer = reply(built, tok, item["prompt"], max_new_tokens)
+    for item, answer in zip(items, replies(built, tok, [item["prompt"] for item in items], max_new_tokens)):
         failed = [c["check"] for c in item["checks"] if not passes(answer, c)]
         outcomes.append({"prompt": item["prompt"], "reply": answer, "passed": not failed, "failed": failed})
     score = sum(o["passed"] for o in outcomes) / len(outcomes)
