@@ -114,7 +114,7 @@ def test_demo_checks_the_bundled_data_and_runs_the_head_to_head(tmp_path):
     """The real bundled model and data end to end, shrunk to a 10-article test set (BM25 instead of
     embedding 1,558 training articles) so it fits CI; `make demo` runs the full example."""
     code, out, err = invoke("demo", "--runs-dir", tmp_path / "runs", "--set", "split.max_test=10",
-                          "--set", "arms.2.retriever=bm25")
+                          "--set", "arms.2.retriever=bm25", "--set", "evaluation.robustness.max_examples=5")
     text = " ".join(out.split())
     assert code == 0, out + err
     assert "valid examples=2,225" in text and "duplicate_example" in text and "no errors" in text
@@ -126,3 +126,6 @@ def test_demo_checks_the_bundled_data_and_runs_the_head_to_head(tmp_path):
     assert metrics["test_examples"] == 10 and metrics["failures"] == {}
     assert metrics["arms"]["classical"]["accuracy"] >= 0.8
     assert sum(json.loads((run / "splits" / "split.json").read_text())["counts"].values()) == 2225
+    robustness = json.loads((run / "robustness.json").read_text())
+    assert set(robustness) == set(metrics["arms"]) and "Robustness" in text
+    assert all(cell["n"] == 5 for per_arm in robustness.values() for cell in per_arm.values())

@@ -114,6 +114,54 @@ def check(
 
 
 @app.command()
+def advise(
+    data: Annotated[Path, typer.Argument(help="Data file to judge")],
+    task: TaskOpt = None,
+    volume: Annotated[Optional[int], typer.Option("--volume", min=0, help="Expected requests per day")] = None,
+    privacy: Annotated[bool, typer.Option("--privacy", help="The data may not leave your machines")] = False,
+    change_rate: Annotated[Optional[str], typer.Option("--change-rate", help="How often labels/instructions change: low | medium | high")] = None,
+    latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", min=0, help="Latency each request must meet")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", min=0, help="Training budget in USD")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Your own model catalog YAML (default: the shipped one)")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs assumed by the estimates")] = 3,
+    cpu_price: Annotated[float, typer.Option("--cpu-usd-per-hour", min=0, help="Hourly price of a CPU machine")] = 0.10,
+    gpu_price: Annotated[float, typer.Option("--gpu-usd-per-hour", min=0, help="Hourly price of one GPU")] = 2.50,
+    model: ModelOpt = None,
+    no_pii: Annotated[bool, typer.Option("--no-pii", help="Skip the PII and secrets scan")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON")] = False,
+    fmt: FormatOpt = None,
+    mapping: MapOpt = None,
+) -> None:
+    """Before any compute: is this data (and your situation) ready for fine-tuning? Checklist and candidate models."""
+    from tunewise.advise import Requirements
+    from tunewise.advise import advise as make_advice
+    from tunewise.advise_view import render_advice
+    from tunewise.data.check_report import check_file
+    from tunewise.data.checks import CheckOptions
+    from tunewise.model_catalog import CatalogError, load_catalog
+
+    _existing(data)
+    if change_rate is not None and change_rate not in ("low", "medium", "high"):
+        raise fail(f"--change-rate {change_rate!r}: use low, medium or high")
+    try:
+        models, source = load_catalog(catalog)
+        with err.status(f"Checking {escape(str(data))} …", spinner="dots") if not as_json else nullcontext():
+            report = check_file(data, task=task, model=model, fmt=fmt, mapping=_mapping(mapping),
+                                options=CheckOptions(scan_pii=not no_pii))
+    except (CatalogError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    requirements = Requirements(volume_per_day=volume, privacy=privacy, change_rate=change_rate,  # type: ignore[arg-type]
+                                latency_ms=latency_ms, budget_usd=budget, epochs=epochs, cpu_usd_per_hour=cpu_price,
+                                gpu_usd_per_hour=gpu_price)
+    result = make_advice(report.to_json(), models, requirements, source)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        render_advice(result, console)
+    raise typer.Exit(2 if result.blockers else 0)
+
+
+@app.command()
 def split(
     data: Annotated[Path, typer.Argument(help="Data file to split")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same split")] = 13,

@@ -225,6 +225,31 @@ class CostConfig(Strict):
                                                          "compared per request (volume = requests_per_day x this).")
 
 
+class PerturbationConfig(Strict):
+    """One way of damaging test inputs for the robustness check (see tunewise.evaluate.robustness)."""
+
+    kind: Literal["typos", "case", "whitespace", "punctuation", "truncate"] = Field(
+        description="typos: letter swaps, drops, insertions and keyboard-neighbour slips; case: upper, lower or "
+                    "random casing; whitespace: extra spaces and line breaks between words; punctuation: all "
+                    "punctuation removed; truncate: only the first part of the input kept.")
+    rate: float = Field(0.05, ge=0, le=1, description="typos: chance each letter is edited; whitespace: chance each "
+                                                        "gap between words is widened or broken.")
+    mode: Literal["upper", "lower", "random"] = Field("random", description="case: which casing.")
+    keep: float = Field(0.5, gt=0, le=1, description="truncate: share of the words kept, from the start.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+                             description="Name in predictions/<arm>~<name>.jsonl and tables; default: derived from "
+                                         "kind and parameter, e.g. typos-0.05.")
+
+
+class RobustnessConfig(Strict):
+    perturbations: list[PerturbationConfig] = Field(
+        default_factory=list, description="Perturbations applied to a copy of the test subset; every arm is re-run on "
+                                          "each copy. Empty (the default) skips the robustness check.")
+    max_examples: int = Field(100, ge=1, description="Perturb about this many test examples (a stratified, seeded "
+                                                     "subset of the evaluated ones; per-label rounding may add a few): "
+                                                     "each perturbation re-runs every arm on them.")
+
+
 class EvaluationConfig(Strict):
     primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
         None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
@@ -247,6 +272,19 @@ class EvaluationConfig(Strict):
                                                                "one arm at least this large is reported as a warning.")
     review_size: int = Field(20, ge=0, le=1000, description="Test examples where arms disagree, sampled (seeded) "
                                                             "into the report's review sheet for a person to judge.")
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig,
+                                         description="Score drop of every arm on perturbed test inputs "
+                                                     "(written to robustness.json).")
+
+    @model_validator(mode="after")
+    def _perturbation_names_unique(self) -> EvaluationConfig:
+        from tunewise.evaluate.robustness import Perturbation
+
+        names = [Perturbation(p.kind, p.rate, p.mode, p.keep, p.name).name for p in self.robustness.perturbations]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"evaluation.robustness.perturbations: repeated name(s) {repeated}; give each a `name`")
+        return self
 
 
 Arm = Annotated[Union[ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm, RemoteArm, EnsembleArm, FinetuneArm],
@@ -405,7 +443,8 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, FinetuneArm, StageConfig, SFTSettings, ClassifierConfig, SearchConfig, EvaluationConfig, CostConfig,
+                  RemoteArm, EnsembleArm, FinetuneArm, StageConfig, SFTSettings, ClassifierConfig, SearchConfig,
+                  EvaluationConfig, RobustnessConfig, PerturbationConfig, CostConfig,
                   RemotePrice, Experiment):
         rows.append(f"{model.__name__}:")
         for name, field in model.model_fields.items():

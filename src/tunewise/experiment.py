@@ -48,6 +48,7 @@ class ExperimentResult:
     cache_misses: int = 0
     seconds: float = 0.0
     verdict: dict[str, Any] | None = None
+    robustness: dict[str, dict[str, dict[str, float | int]]] = field(default_factory=dict)
 
 
 def data_path(experiment: Experiment) -> Path:
@@ -170,6 +171,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
             except Exception as exc:  # one arm's failure (endpoint down, bad model id) must not lose the others
                 failures[arm.name] = f"{type(exc).__name__}: {exc}"
                 log(f"arm {arm.name} failed: {failures[arm.name]}")
+        robustness = _robustness(experiment, ctx, done, log)  # before the evidence, which reads robustness.json
         # the evidence: metrics with intervals, paired tests, cost, verdict; results.json, report.md/.html
         results = build_results(experiment, run.path, run.id, task, test, done, failures)
         summary = metrics_summary(results, failures)
@@ -186,7 +188,20 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     finally:
         cache.close()
     return ExperimentResult(run, metrics, failures, experiment.evaluation.primary_metric, cache.hits, cache.misses,
-                            time.perf_counter() - started, results["verdict"])
+                            time.perf_counter() - started, results["verdict"], robustness)
+
+
+def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Prediction]],
+                log: Callable[[str], None]) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Every arm that ran, again on perturbed copies of a seeded subset of the test examples (if configured)."""
+    config = experiment.evaluation.robustness
+    if not config.perturbations or not done:
+        return {}
+    from tunewise.experiment_robustness import run_robustness
+
+    subset = evaluation_subset(ctx.test, config.max_examples, experiment.split.seed, bool(ctx.task.labels))
+    return run_robustness(config, _order(experiment.arms), ctx, subset, done, experiment.evaluation.primary_metric,
+                          lambda arm, copy, members: _run_arm(arm, copy, experiment, members), log)
 
 
 @contextmanager

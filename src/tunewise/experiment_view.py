@@ -32,6 +32,8 @@ def render_result(result: ExperimentResult, console: Console) -> None:
     console.print(table)
     for name, reason in result.failures.items():
         console.print(f"[red]✗ {escape(name)}:[/] {escape(reason)}")
+    if result.robustness:
+        render_robustness(result.robustness, result.primary_metric if labelled else "score", console)
     console.print(f"answer cache: {result.cache_hits:,} hit(s), {result.cache_misses:,} miss(es) · "
                   f"{result.seconds:.1f} s · predictions in {escape(str(result.run.path / 'predictions'))}")
     if result.verdict is not None:
@@ -44,3 +46,21 @@ def render_verdict(verdict: dict, run_dir: Path, console: Console) -> None:
     for reason in verdict["reasons"]:
         console.print(f"  · {escape(reason)}")
     console.print(f"report: {escape(str(run_dir / 'report.html'))} (and report.md, results.json)")
+
+
+def render_robustness(robustness: dict[str, dict[str, dict[str, float | int]]], metric: str, console: Console) -> None:
+    """One row per arm: the clean score on the perturbed subset, then each perturbation's score and drop."""
+    perturbations = sorted({name for per_arm in robustness.values() for name in per_arm})
+    rows = {arm: per_arm for arm, per_arm in robustness.items() if per_arm}
+    if not rows:
+        return
+    n = max(cell["n"] for per_arm in rows.values() for cell in per_arm.values())
+    table = Table(title=escape(f"Robustness: {metric} on {n} perturbed test examples (drop from clean)"))
+    for name in ("arm", "clean", *perturbations):
+        table.add_column(escape(name), justify="left" if name == "arm" else "right", no_wrap=True)
+    for arm, per_arm in sorted(rows.items(), key=lambda item: -next(iter(item[1].values()))["clean_score"]):
+        clean = next(iter(per_arm.values()))["clean_score"]
+        cells = [f"{per_arm[p]['score']:.3f} ({0.0 - per_arm[p]['drop']:+.3f})" if p in per_arm else "–"
+                 for p in perturbations]
+        table.add_row(escape(arm), f"{clean:.3f}", *cells)
+    console.print(table)

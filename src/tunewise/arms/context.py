@@ -39,9 +39,12 @@ class ArmContext:
     log: Callable[[str], None] = print
     _models: dict[tuple[str, str], Any] = field(default_factory=dict)
     outputs: dict[str, list[Any]] = field(default_factory=dict)
+    # "~typos-0.05" when the arms run on a perturbed copy of the test subset: their predictions go to
+    # predictions/<arm>~typos-0.05.jsonl, beside (never over) the clean ones, and resume like them.
+    store_suffix: str = ""
 
     def store(self, arm_name: str) -> PredictionStore:
-        return PredictionStore(self.run_dir / "predictions" / f"{arm_name}.jsonl")
+        return PredictionStore(self.run_dir / "predictions" / f"{arm_name}{self.store_suffix}.jsonl")
 
     def local_model(self, model: str, precision: str) -> Any:
         """A LocalLM shared across arms, loaded on first use."""
