@@ -86,8 +86,8 @@ def test_classifier_head_arm_on_a_decoder(experiment, tiny_model_dir):
 
 
 @pytest.mark.parametrize("arm, message", [
-    ({"method": "lora", "head": {"epochs": 1}}, "`head` configures method classifier"),
-    ({"method": "classifier", "training": {"epochs": 1}}, "a classifier arm takes `head`"),
+    ({"method": "lora", "head": {"epochs": 5}}, "`head` configures method classifier"),
+    ({"method": "classifier", "training": {"epochs": 3}}, "a classifier arm takes `head`"),
     ({"method": "full", "training": {"method": "lora"}}, "contradicts method"),
     ({"method": "lora", "training": {"lora_r": 0}}, "lora_r"),
     ({"method": "lora", "training": {"epochz": 1}}, "epochz"),
@@ -156,3 +156,13 @@ def test_progressive_stages_train_in_order_and_each_is_scored(experiment, tiny_m
     # the arm is the last stage's model, and that stage started from the first stage's adapter
     assert record["stages"][1]["value"] == result.metrics["lora"]["accuracy"]
     assert json.loads((run_dir / "adapters" / "lora" / "tunewise-arm.json").read_text())["arm"] == "lora"
+
+
+def test_a_saved_manifest_config_validates_again(experiment, tiny_model_dir):
+    """`--resume` and `tunewise serve` re-validate the resolved config a run folder holds."""
+    from tunewise.config import Experiment
+
+    head = {"name": "head", "type": "finetune", "method": "classifier", "model": str(tiny_model_dir)}
+    config = load_experiment(experiment([_lora(tiny_model_dir, learning_curve=[0.5]), head]))
+    dumped = config.model_dump(mode="json")
+    assert Experiment.model_validate(dumped).model_dump(mode="json") == dumped

@@ -181,17 +181,18 @@ class FinetuneArm(_ArmBase):
         if self.learning_curve is not None and not all(0 < f < 1 for f in self.learning_curve):
             raise ValueError(f"learning_curve {self.learning_curve}: fractions must lie strictly between 0 and 1 "
                              "(the full training split is always the arm itself)")
+        # settings are compared with their defaults, not by presence: a saved manifest spells every field out
         if self.method == "classifier":
-            if "training" in self.model_fields_set:
+            if self.training.model_dump(exclude={"method"}) != SFTSettings().model_dump(exclude={"method"}):
                 raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
-            extras = sorted({"search", "learning_curve", "init_from", "stages"} & self.model_fields_set)
+            extras = [name for name in ("search", "learning_curve", "init_from", "stages") if getattr(self, name)]
             if extras:
                 raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")
             if self.model is None:
                 self.model = "minilm"
             self.head = self.head.model_copy(update={"model": self.model})
             return self
-        if "head" in self.model_fields_set:
+        if self.head.model_dump(exclude={"model"}) != ClassifierConfig().model_dump(exclude={"model"}):
             raise ValueError(f"`head` configures method classifier; method {self.method} takes `training`")
         if "method" in self.training.model_fields_set and self.training.method != self.method:
             raise ValueError(f"training.method {self.training.method!r} contradicts method {self.method!r}; "
