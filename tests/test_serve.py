@@ -351,7 +351,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "TUNEWISE_API_KEYS": ""}
     process = subprocess.Popen(
         [sys.executable, "-m", "tunewise.cli", "serve", "--model", str(tiny_model_dir), "--port", "0",
-         "--max-wait-ms", "2000", "--precision", "fp32"], stderr=subprocess.PIPE, text=True, env=env)
+         "--max-wait-ms", "3000", "--precision", "fp32"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = None
         deadline = time.monotonic() + 90
@@ -367,7 +367,10 @@ def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             in_flight = [pool.submit(httpx.post, f"{url}/v1/chat/completions", json=body, timeout=30)
                          for _ in range(3)]
-            time.sleep(0.5)  # admitted, and held by the 2 s batching window
+            deadline = time.monotonic() + 10
+            while metric(url, "tunewise_queue_depth") < 3:  # admitted, and held by the 3 s batching window
+                assert time.monotonic() < deadline, "the requests never reached the server"
+                time.sleep(0.02)
             process.send_signal(signal.SIGTERM)
             time.sleep(0.2)
             assert httpx.get(f"{url}/ready", timeout=5).status_code == 503
