@@ -288,14 +288,40 @@ def test_capture_writes_training_chats_with_pii_redacted_or_skipped(served, tiny
         assert len(read_examples(path).examples) == len(records)  # the project's own reader takes it as data
 
 
-def test_semantic_cache_matches_paraphrases_only_above_the_threshold():
-    from tunewise.serve.cache import SemanticCache, minilm_embedder
+def test_semantic_cache_answers_paraphrases_only_when_switched_on(served, tiny_model_dir):
+    question = "What is the capital city of France?"
+    with server(served, semantic_cache=True, semantic_threshold=0.9) as (url, _), \
+            httpx.Client(base_url=url, timeout=60) as http:
+        def ask(text: str, **params):
+            body = {"model": "lora-a", "messages": [{"role": "user", "content": text}], "max_tokens": 4,
+                    "temperature": 0} | params
+            return http.post("/v1/chat/completions", json=body).json()
 
-    cache = SemanticCache(minilm_embedder(), threshold=0.9)
-    cache.put("scope", "What is the capital city of France?", "Paris")
-    assert cache.get("scope", "what is the capital city of france")[0] == "Paris"
-    assert cache.get("scope", "How do I bake sourdough bread?") is None
-    assert cache.get("other scope", "What is the capital city of France?") is None
+        first = ask(question)
+        paraphrase = ask("what is the capital city of france")
+        assert paraphrase["tunewise"] == {"cached": "semantic"}
+        assert paraphrase["choices"][0]["message"] == first["choices"][0]["message"]
+        assert "tunewise" not in ask("How do I bake sourdough bread?")
+        assert "tunewise" not in ask("what is the capital city of france", max_tokens=3)  # other settings
+        assert "tunewise" not in ask("what is the capital city of france", temperature=1.0)  # unseeded sample
+    with server(served) as (url, _), httpx.Client(base_url=url, timeout=60) as http:  # off by default
+        for text in (question, "what is the capital city of france"):
+            reply = http.post("/v1/chat/completions", json={"model": "lora-a", "max_tokens": 4, "temperature": 0,
+                                                            "messages": [{"role": "user", "content": text}]}).json()
+            assert "tunewise" not in reply
+
+
+def test_a_request_past_its_timeout_gets_504_and_is_never_run(served, tiny_model_dir):
+    body = {"model": tiny_model_dir.name, "messages": HI, "max_tokens": 2, "temperature": 0}
+    with server(served, timeout_s=0.3, max_wait_ms=1000) as (url, state):
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
+        deadline = time.monotonic() + 5
+        while state.batcher.depth():  # the batch window closes; the abandoned request is dropped, not run
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert metric(url, "tunewise_batch_size_count") == 0
+        assert httpx.get(f"{url}/health").status_code == 200
 
 
 def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatch, tiny_model_dir):
