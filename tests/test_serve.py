@@ -145,8 +145,11 @@ def test_bad_requests_get_4xx_with_the_openai_envelope_and_health_stays_up(serve
             others = [http.get("/v1/nowhere"), http.delete("/v1/chat/completions"),
                       http.post("/v1/classify", json={"model": tiny_model_dir.name, "input": "x"}),
                       http.post("/v1/classify", json={"model": tiny_model_dir.name, "input": [], "labels": ["a", "b"]}),
-                      http.post("/v1/completions", json={"model": tiny_model_dir.name, "prompt": "x", "echo": True})]
-            assert [r.status_code for r in others] == [404, 405, 400, 400, 400]
+                      http.post("/v1/completions", json={"model": tiny_model_dir.name, "prompt": "x", "echo": True}),
+                      http.post("/v1/classify", json={"model": tiny_model_dir.name, "input": "abcdefghij" * 300,
+                                                      "labels": ["a", "b"]})]
+            assert [r.status_code for r in others] == [404, 405, 400, 400, 400, 400]
+            assert others[-1].json()["error"]["code"] == "context_length_exceeded"
             assert all(set(r.json()["error"]) == {"message", "type", "param", "code"} for r in others)
             assert others[2].json()["error"]["param"] == "labels"
             assert http.get("/health").status_code == 200 and http.get("/ready").status_code == 200

@@ -178,7 +178,7 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
 
 
 async def _label(state: ServerState, served: ServedModel, text: str, labels: list[str] | None,
-                 prompt: list[dict[str, str]] | None = None) -> Answer:
+                 prompt: list[dict[str, str]] | None = None, param: str = "input") -> Answer:
     if served.kind == "classical":
         probabilities = await _await(state, ("classical", served.name), text)
         return Answer(max(probabilities, key=probabilities.get), 0, 0, "stop", probabilities=probabilities)
@@ -188,6 +188,11 @@ async def _label(state: ServerState, served: ServedModel, text: str, labels: lis
         prompt = await asyncio.to_thread(served.prompt, text) if served.prompt else _plain_classify(labels, text)
     lm = served.engine.lm
     prompt_tokens = len(await asyncio.to_thread(lm.render, prompt))
+    longest = max(len(lm.tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+    if prompt_tokens + longest + 2 > served.engine.context_length:
+        raise APIError(400, f"This model's context is {served.engine.context_length} tokens; the prompt for this "
+                            f"input has {prompt_tokens} plus up to {longest + 2} for a label. Shorten the input.",
+                       param=param, code="context_length_exceeded")
     probabilities = await _await(state, ("score", served.name, tuple(labels)), prompt)
     best = max(labels, key=lambda label: (probabilities[label], -labels.index(label)))
     return Answer(best, prompt_tokens, len(lm.tokenizer(best, add_special_tokens=False)["input_ids"]), "stop",
@@ -257,7 +262,8 @@ async def _answer(state: ServerState, served: ServedModel, endpoint: str, messag
     if served.prompt is not None:
         prompt = await asyncio.to_thread(served.prompt, text)
     if served.labels is not None:
-        answer = await _label(state, served, text, None, prompt if served.prompt else None)
+        answer = await _label(state, served, text, None, prompt if served.prompt else None,
+                              "prompt" if isinstance(messages, str) else "messages")
     else:
         answer = await _generate(state, served, prompt, request)
     state.metrics.tokens.labels(served.name, "prompt").inc(answer.prompt_tokens)

@@ -42,10 +42,10 @@ class Engine:
         self.lm = LocalLM(model, precision=precision, threads=threads)
         self.fingerprint = model_fingerprint(self.lm.name)
         self.adapters: dict[str, AdapterSpec] = {}
-        config = self.lm.model.config
-        limits = [getattr(config, "max_position_embeddings", None), getattr(self.lm.tokenizer, "model_max_length", None)]
-        self.context_length = min(int(x) for x in limits if isinstance(x, int) and 0 < x < 10**7) if any(
-            isinstance(x, int) and 0 < x < 10**7 for x in limits) else 2048
+        # the smaller of the model's position limit and the tokenizer's (tokenizers without one say ~1e30)
+        limits = [getattr(self.lm.model.config, "max_position_embeddings", None),
+                  getattr(self.lm.tokenizer, "model_max_length", None)]
+        self.context_length = min([x for x in limits if isinstance(x, int) and 0 < x < 10**7] or [2048])
 
     def attach(self, spec: AdapterSpec) -> None:
         from peft import PeftModel
