@@ -380,7 +380,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "TUNEWISE_API_KEYS": ""}
     process = subprocess.Popen(
         [sys.executable, "-m", "tunewise.cli", "serve", "--model", str(tiny_model_dir), "--port", "0",
-         "--max-wait-ms", "3000", "--precision", "fp32"], stderr=subprocess.PIPE, text=True, env=env)
+         "--max-wait-ms", "5000", "--precision", "fp32"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = None
         deadline = time.monotonic() + 90
@@ -397,12 +397,14 @@ def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):
             in_flight = [pool.submit(httpx.post, f"{url}/v1/chat/completions", json=body, timeout=30)
                          for _ in range(3)]
             deadline = time.monotonic() + 10
-            while metric(url, "tunewise_queue_depth") < 3:  # admitted, and held by the 3 s batching window
+            while metric(url, "tunewise_queue_depth") < 3:  # admitted, and held by the 5 s batching window
                 assert time.monotonic() < deadline, "the requests never reached the server"
                 time.sleep(0.02)
             process.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
-            assert httpx.get(f"{url}/ready", timeout=5).status_code == 503
+            deadline = time.monotonic() + 3  # /ready fails as soon as the signal is handled
+            while httpx.get(f"{url}/ready", timeout=5).status_code != 503:
+                assert time.monotonic() < deadline, "/ready still passes after SIGTERM"
+                time.sleep(0.01)
             late = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=5)
             assert late.status_code == 503 and late.json()["error"]["code"] == "shutting_down"
             assert httpx.get(f"{url}/health", timeout=5).status_code == 200
@@ -412,3 +414,39 @@ def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_batcher_groups_by_key_caps_batches_and_bounds_admission():
+    from tunewise.serve.batching import MicroBatcher, QueueFull
+
+    calls: list[tuple[str, list[int]]] = []
+    release = threading.Event()
+
+    def run(key, payloads):
+        release.wait(5)
+        calls.append((key, list(payloads)))
+        return [p * 10 for p in payloads]
+
+    batcher = MicroBatcher(run, max_batch=3, max_wait_s=0.2, max_queue=7)
+    futures = [batcher.submit("a" if i % 2 == 0 else "b", i) for i in range(7)]
+    with pytest.raises(QueueFull):
+        batcher.submit("a", 99)
+    release.set()
+    assert [f.result(5) for f in futures] == [i * 10 for i in range(7)]
+    batcher.close()
+    assert calls == [("a", [0, 2, 4]), ("b", [1, 3, 5]), ("a", [6])]
+    assert batcher.depth() == 0
+
+
+def test_serve_command_reports_setup_problems_plainly(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    runner = CliRunner()
+    nothing = runner.invoke(app, ["serve"])
+    assert nothing.exit_code == 2 and "nothing to serve" in " ".join(nothing.output.split())
+    bad_root = runner.invoke(app, ["serve", "--adapters", str(tmp_path / "missing")])
+    assert bad_root.exit_code == 2 and "is not a folder" in " ".join(bad_root.output.split())
+    bad_option = runner.invoke(app, ["serve", "--model", "smollm2", "--max-batch", "0"])
+    assert bad_option.exit_code == 2 and "--max-batch" in bad_option.output

@@ -234,7 +234,6 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
         raise ServeSetupError(f"{splits} has no train.jsonl, so exemplars cannot be chosen as in evaluation. Fix: "
                               "serve a run whose split was written (tunewise run writes it first).")
     train = read_examples(splits / "train.jsonl").examples
-    test = read_examples(splits / "test.jsonl").examples if (splits / "test.jsonl").is_file() else []
     task = make_task(experiment.task, train)
     served = []
     for name in chosen:
@@ -245,7 +244,7 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
         if isinstance(arm, ClassicalArm):
             served.append(_classical(run.path / "models" / name, name))
         else:
-            served.append(_prompted(loader, arm, task, train, test, experiment))
+            served.append(_prompted(loader, arm, task, train, experiment))
     return served
 
 
@@ -261,13 +260,12 @@ def _classical(folder: Path, name: str) -> ServedModel:
                        description=f"{model.best_model_name} {model.best_params} from {folder}")
 
 
-def _prompted(loader: Loader, arm: Any, task: Any, train: list[Example], test: list[Example],
-              experiment: Any) -> ServedModel:
+def _prompted(loader: Loader, arm: Any, task: Any, train: list[Example], experiment: Any) -> ServedModel:
     from tunewise.arms.exemplars import ExemplarPool
     from tunewise.config import FewShotArm, RetrievalArm
 
     engine = loader.engine(arm.model)
-    pool = ExemplarPool(train, test)
+    pool = ExemplarPool(train, [])  # the training split, as in evaluation (which already checked it for leakage)
     if isinstance(arm, FewShotArm):
         shots = pool.balanced(arm.k, experiment.split.seed, labelled=bool(task.labels))
         prompt = lambda text: task.messages(request_example(text), shots, arm.prompt)  # noqa: E731

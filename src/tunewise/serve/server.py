@@ -42,11 +42,16 @@ class DrainingServer(uvicorn.Server):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before the server starts, so port 0 resolves to a known free port."""
+    """The listening socket, bound before the server starts, so port 0 resolves to a known free port.
+
+    It listens at once: a client that connects between our "listening on" line and uvicorn's start waits in
+    the backlog instead of being refused.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)
     return sock
 
 
