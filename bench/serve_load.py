@@ -111,27 +111,35 @@ def load(url: str, model: str, batch: list[list[dict[str, str]]], concurrency: i
     return len(batch) / wall, latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], tokens[0]
 
 
+def batches(state) -> float:
+    """Batched model calls the server has made so far (its batch-size histogram's count)."""
+    return state.metrics.registry.get_sample_value("tunewise_batch_size_count", {"kind": "generate"}) or 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--words", type=int, default=40, help="article opening length, in words")
+    parser.add_argument("--words", type=int, default=16, help="article opening length, in words")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--eval-n", type=int, default=48, help="prompts in the cache re-run evaluation")
     args = parser.parse_args()
 
     loader = Loader("auto", None)
     served = loader.base_model("smollm2")
     lm = served.engine.lm
-    config = ServeConfig(max_batch=args.max_batch, max_wait_ms=10, cache_size=0, max_queue=1024)
+    config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, cache_size=0, max_queue=1024)
     pool = prompts(sum(max(c, 8) for c in args.concurrency) * args.repeats + args.eval_n, args.words)
     warm = pool[:2]
     lm.generate(warm, max_new_tokens=4)  # first-call allocations
     print(f"model {lm.name}  precision {lm.precision.name} ({lm.precision.reason})  threads {torch.get_num_threads()}")
-    print(f"max_tokens {args.max_tokens}  prompt words {args.words}  max_batch {args.max_batch}  "
+    mean_prompt = statistics.mean(len(lm.render(p)) for p in pool)
+    print(f"max_tokens {args.max_tokens}  prompt words {args.words} (mean {mean_prompt:.0f} prompt tokens)  max_batch {args.max_batch}  "
           f"max_wait_ms {config.max_wait_ms:g}  repeats {args.repeats}")
     results: dict[tuple[str, int], list[tuple[float, float, int]]] = {}
+    calls: dict[int, list[float]] = {}
     state = build_state([served], config)
     cursor = 2
     with serve_in_thread(create_app(state), state) as (ours_url, _), naive_server(lm) as naive_url:
@@ -141,7 +149,10 @@ def main() -> None:
                 batch, cursor = pool[cursor:cursor + n], cursor + n  # fresh prompts: nothing cached anywhere
                 sides = [("serve", ours_url), ("naive", naive_url)]
                 for side, url in sides if repeat % 2 == 0 else sides[::-1]:
+                    before = batches(state)
                     results.setdefault((side, c), []).append(load(url, served.name, batch, c, args.max_tokens))
+                    if side == "serve":
+                        calls.setdefault(c, []).append(batches(state) - before)
     for c in args.concurrency:
         line = [f"c={c:<3} n={max(c, 8):<3}"]
         for side in ("serve", "naive"):
@@ -150,6 +161,7 @@ def main() -> None:
             p95 = statistics.median(r[1] for r in runs)
             line.append(f"{side} {rps:6.2f} req/s {rps * statistics.mean(r[2] for r in runs) / max(c, 8):7.1f} "
                         f"tok/s p95 {p95:6.2f} s")
+        line.append(f"(serve: {statistics.median(calls[c]):.0f} batched calls for {max(c, 8)} requests)")
         print("  ".join(line))
 
     eval_prompts = pool[cursor:cursor + args.eval_n]

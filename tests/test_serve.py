@@ -374,6 +374,10 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
             api.chat.completions.create(model="zs", messages=[*HI, {"role": "assistant", "content": "x"}, *HI])
     with pytest.raises(ServeSetupError, match="no such arm"):
         build_models(Loader("fp32", None), run=run, arms=["missing"])
+    (run / "adapters" / "ft" / "adapter_model.bin").write_bytes(b"pickle")
+    with pytest.raises(AdapterError, match="pickle"):
+        build_models(Loader("fp32", None), run=run, arms=["ft"])
+    assert [m.name for m in build_models(Loader("fp32", None), run=run, arms=["zs"])] == ["zs"]
 
 
 def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):

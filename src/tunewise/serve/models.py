@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tunewise.serve.adapters import AdapterError, AdapterSpec, discover, read_adapter
 from tunewise.schema import Example, Message
+from tunewise.serve.adapters import AdapterError, AdapterSpec, discover, read_adapter
 
 Messages = list[dict[str, str]]
 
@@ -218,10 +218,12 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
         raise ServeSetupError(f"{run_dir / 'manifest.json'}: its config is not an experiment this tunewise reads "
                               f"({err.error_count()} problem(s)). Fix: serve a run made by `tunewise run`.") from None
     adapter_root = run.path / "adapters"
-    fine_tuned = {spec.name: spec for spec in discover(adapter_root)} if adapter_root.is_dir() else {}
+    # listed by name only; the chosen ones are checked when read, so a broken adapter blocks only itself
+    fine_tuned = sorted(p.name for p in adapter_root.iterdir()
+                        if p.is_dir() and not p.name.startswith(".")) if adapter_root.is_dir() else []
     by_name = {arm.name: arm for arm in experiment.arms}
     servable = [name for name, arm in by_name.items()
-                if isinstance(arm, (ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm))] + sorted(fine_tuned)
+                if isinstance(arm, (ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm))] + fine_tuned
     chosen = arms or [_winner(run.path, servable)]
     unknown = [name for name in chosen if name not in servable]
     if unknown:
@@ -238,7 +240,7 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
     served = []
     for name in chosen:
         if name in fine_tuned:
-            served.append(loader.adapter_model(fine_tuned[name]))
+            served.append(loader.adapter_model(read_adapter(adapter_root, adapter_root / name)))
             continue
         arm = by_name[name]
         if isinstance(arm, ClassicalArm):
@@ -323,5 +325,5 @@ def build_models(loader: Loader, *, run: Path | None = None, arms: list[str] | N
     return served
 
 
-__all__ = ["AdapterError", "Engine", "Loader", "ServeSetupError", "ServedModel", "build_models", "read_adapter",
-           "request_example", "softmax"]
+__all__ = ["AdapterError", "Engine", "Loader", "ServeSetupError", "ServedModel", "build_models", "request_example",
+           "softmax"]
