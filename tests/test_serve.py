@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -354,9 +355,16 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
     make_adapter(tiny_model_dir, run / "adapters" / "ft", 6, arm={
         "arm": "ft", "type": "finetune", "method": "lora", "base_model": str(tiny_model_dir),
         "task": {"type": "classify"}, "labels": labels, "prompt_variant": "default"})
+    arm_meta = {"type": "finetune", "base_model": str(tiny_model_dir), "task": {"type": "classify"},
+                "labels": labels, "prompt_variant": "default"}
+    shutil.copytree(tiny_model_dir, run / "adapters" / "full")  # a full fine-tune: the whole model folder
+    (run / "adapters" / "full" / "tunewise-arm.json").write_text(json.dumps(arm_meta | {"arm": "full",
+                                                                                         "method": "full"}))
+    head = classifier_head(tiny_model_dir, labels)
+    head.save(run / "adapters" / "head")
     winner = build_models(Loader("fp32", None), run=run)
     assert len(winner) == 1 and winner[0].name == "tfidf"  # the classical model wins on keywords
-    models = build_models(Loader("fp32", None), run=run, arms=["zs", "fs", "rag", "tfidf", "ft"])
+    models = build_models(Loader("fp32", None), run=run, arms=["zs", "fs", "rag", "tfidf", "ft", "full", "head"])
     with server(models) as (url, _):
         api = client(url)
         for arm in ("zs", "fs", "rag", "tfidf"):
@@ -368,8 +376,16 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
                 expected = (prediction.scores if arm == "tfidf"
                             else dict(zip(labels, softmax([prediction.scores[k] for k in labels]))))
                 assert scored["data"][0]["probabilities"] == pytest.approx(expected, abs=1e-4), arm
-        tuned = api.post("/classify", cast_to=object, body={"model": "ft", "input": "a goal today"})
-        assert set(tuned["data"][0]["probabilities"]) == set(labels)
+        for arm in ("ft", "full"):
+            tuned = api.post("/classify", cast_to=object, body={"model": arm, "input": "a goal today"})
+            assert set(tuned["data"][0]["probabilities"]) == set(labels)
+            reply = api.chat.completions.create(model=arm, messages=[{"role": "user", "content": "a goal today"}])
+            assert reply.choices[0].message.content == tuned["data"][0]["label"]
+        from tunewise.serve.models import request_example
+
+        scored = api.post("/classify", cast_to=object, body={"model": "head", "input": ["shares fell", "a goal"]})
+        expected = head.predict_scores([request_example("shares fell"), request_example("a goal")])
+        assert [row["probabilities"] for row in scored["data"]] == [pytest.approx(e) for e in expected]
         with pytest.raises(openai.BadRequestError, match="one user message"):
             api.chat.completions.create(model="zs", messages=[*HI, {"role": "assistant", "content": "x"}, *HI])
     with pytest.raises(ServeSetupError, match="no such arm"):
@@ -378,6 +394,21 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
     with pytest.raises(AdapterError, match="pickle"):
         build_models(Loader("fp32", None), run=run, arms=["ft"])
     assert [m.name for m in build_models(Loader("fp32", None), run=run, arms=["zs"])] == ["zs"]
+
+
+def classifier_head(base: Path, labels: list[str]):
+    """A tiny sequence-classification model saved the way the fine-tuning stage saves a classifier arm."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from tunewise.models.precision import choose_precision
+    from tunewise.train.classifier import ClassifierConfig, ClassifierModel
+
+    config = LlamaConfig.from_pretrained(base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                         label2id={label: i for i, label in enumerate(labels)})
+    torch.manual_seed(7)
+    return ClassifierModel(LlamaForSequenceClassification(config), AutoTokenizer.from_pretrained(base), labels,
+                           ClassifierConfig(), choose_precision("cpu", "fp32"))
 
 
 def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ARM_FILE = "tunewise-arm.json"
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@~-]*$")  # ~ for learning-curve points such as `ft~lc50`
 # Formats that unpickle (run code) on load.
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 
@@ -44,12 +44,13 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def check_adapter(root: Path, folder: Path) -> list[str]:
-    """Every reason `folder` (a child of `root`) must not be served; empty when it is safe."""
+def check_folder(root: Path, folder: Path) -> list[str]:
+    """Every reason the model folder `folder` (a child of `root`) must not be loaded: a bad name, a link
+    leading outside the root, a pickle-based file. Empty when it is safe to read."""
     real_root = root.resolve()
     problems = []
     if not NAME.fullmatch(folder.name):
-        problems.append(f"{folder}: the name must be letters, digits, _ . @ - (it becomes the model name)")
+        problems.append(f"{folder}: the name must be letters, digits, _ . @ ~ - (it becomes the model name)")
     if not _inside(folder.resolve(), real_root):
         problems.append(f"{folder}: links outside the adapter root {real_root} (to {folder.resolve()})")
         return problems
@@ -59,13 +60,21 @@ def check_adapter(root: Path, folder: Path) -> list[str]:
         elif file.suffix.lower() in UNSAFE_SUFFIXES:
             problems.append(f"{file}: pickle-based weights can run code when loaded; only safetensors are served "
                             "(re-save with `save_pretrained(..., safe_serialization=True)` and delete this file)")
+    return problems
+
+
+def check_adapter(root: Path, folder: Path) -> list[str]:
+    """Every reason `folder` (a child of `root`) must not be served as a LoRA adapter; empty when it is safe."""
+    problems = check_folder(root, folder)
+    if not _inside(folder.resolve(), root.resolve()):
+        return problems
     for required in ("adapter_config.json", "adapter_model.safetensors"):
         if not (folder / required).is_file():
             problems.append(f"{folder}: no {required} (a peft `save_pretrained` folder has both)")
     return problems
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -88,8 +97,8 @@ def read_adapter(root: Path, folder: Path) -> AdapterSpec:
     problems = check_adapter(root, folder)
     if problems:
         raise AdapterError("refusing to serve adapter:\n  " + "\n  ".join(problems))
-    config = _read_json(folder / "adapter_config.json")
-    arm = _read_json(folder / ARM_FILE) if (folder / ARM_FILE).is_file() else None
+    config = read_json(folder / "adapter_config.json")
+    arm = read_json(folder / ARM_FILE) if (folder / ARM_FILE).is_file() else None
     if config.get("peft_type") not in (None, "LORA"):
         raise AdapterError(f"{folder / 'adapter_config.json'}: peft_type {config.get('peft_type')!r}; only LoRA "
                            "adapters are served. Fix: train a LoRA adapter.")

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunewise.schema import Example, Message
-from tunewise.serve.adapters import AdapterError, AdapterSpec, discover, read_adapter
+from tunewise.serve.adapters import (ARM_FILE, AdapterError, AdapterSpec, check_folder, discover, read_adapter,
+                                     read_json)
 
 Messages = list[dict[str, str]]
 
@@ -148,25 +149,24 @@ class Loader:
         served = ServedModel(spec.name, "lm", identity, "adapter", engine=engine, adapter=spec.name,
                              description=f"LoRA adapter {spec.folder} on {engine.lm.name}")
         if spec.arm is not None:
-            _apply_finetune_arm(served, spec)
+            _apply_finetune_arm(served, spec.arm, spec.folder)
         return served
 
     def adapters(self, root: Path, base: str | None = None) -> list[ServedModel]:
         return [self.adapter_model(spec, base) for spec in discover(root)]
 
 
-def _apply_finetune_arm(served: ServedModel, spec: AdapterSpec) -> None:
+def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) -> None:
     """A fine-tuned arm answers task inputs with the task's prompt (no exemplars), as it was trained."""
     from pydantic import ValidationError
 
     from tunewise.config import TaskConfig
     from tunewise.tasks import make_task
 
-    arm = spec.arm or {}
     try:
         task_config = TaskConfig.model_validate(arm.get("task") or {})
     except ValidationError as err:
-        raise AdapterError(f"{spec.folder / 'tunewise-arm.json'}: task is invalid: {err}. Fix: re-run fine-tuning "
+        raise AdapterError(f"{folder / ARM_FILE}: task is invalid: {err}. Fix: re-run fine-tuning "
                            "or correct the task object.") from None
     if arm.get("labels"):
         task_config = task_config.model_copy(update={"labels": list(arm["labels"])})
@@ -177,7 +177,7 @@ def _apply_finetune_arm(served: ServedModel, spec: AdapterSpec) -> None:
     served.json_schema = getattr(task, "schema", None) if task.name == "extract" else None
     served.default_max_tokens = task_config.max_new_tokens
     served.identity |= {"task": task_config.model_dump(mode="json"), "variant": variant}
-    served.extra = {"arm": arm.get("arm", spec.name), "type": "finetune"}
+    served.extra = {"arm": arm.get("arm", folder.name), "type": "finetune", "method": arm.get("method", "lora")}
 
 
 # ---------------------------------------------------------------- run folders
@@ -240,7 +240,7 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
     served = []
     for name in chosen:
         if name in fine_tuned:
-            served.append(loader.adapter_model(read_adapter(adapter_root, adapter_root / name)))
+            served.append(_fine_tuned(loader, adapter_root, name))
             continue
         arm = by_name[name]
         if isinstance(arm, ClassicalArm):
@@ -248,6 +248,37 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
         else:
             served.append(_prompted(loader, arm, task, train, experiment))
     return served
+
+
+def _fine_tuned(loader: Loader, root: Path, name: str) -> ServedModel:
+    """`RUN/adapters/<name>/` as the fine-tuning stage exported it: a LoRA adapter (served on its shared base),
+    a full fine-tune (a whole model folder), or a classifier head (per-label probabilities)."""
+    from tunewise.models.identity import model_fingerprint
+    from tunewise.train.classifier import MARKER, ClassifierError, ClassifierModel
+
+    folder = root / name
+    if (folder / "adapter_config.json").is_file():
+        return loader.adapter_model(read_adapter(root, folder))
+    problems = check_folder(root, folder)
+    if problems:
+        raise AdapterError("refusing to serve fine-tuned model:\n  " + "\n  ".join(problems))
+    if (folder / MARKER).is_file():
+        try:
+            head = ClassifierModel.load(folder)
+        except ClassifierError as err:
+            raise ServeSetupError(str(err)) from None
+        return ServedModel(name, "classical", {"classifier": model_fingerprint(folder)}, "finetune", classical=head,
+                           labels=head.labels, description=f"classifier head from {folder}",
+                           extra={"arm": name, "type": "finetune", "method": "classifier"})
+    if (folder / ARM_FILE).is_file() and (folder / "config.json").is_file():
+        engine = loader.engine(str(folder))
+        served = ServedModel(name, "lm", {"base": engine.fingerprint, "precision": engine.lm.precision.name},
+                             "finetune", engine=engine, description=f"fully fine-tuned model {folder}")
+        _apply_finetune_arm(served, read_json(folder / ARM_FILE), folder)
+        return served
+    raise ServeSetupError(f"{folder} is not a fine-tuned model tunewise can serve: no adapter_config.json (LoRA), "
+                          f"no {MARKER} (classifier head) and no {ARM_FILE} with config.json (full fine-tune). "
+                          "Fix: re-run the fine-tuning arm, which exports one of these.")
 
 
 def _classical(folder: Path, name: str) -> ServedModel:
