@@ -227,9 +227,13 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
     chosen = arms or [_winner(run.path, servable)]
     unknown = [name for name in chosen if name not in servable]
     if unknown:
-        why = {name: ("a remote or ensemble arm is not served by tunewise" if name in by_name else "no such arm")
-               for name in unknown}
-        raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({w})' for n, w in why.items())} from {run_dir}. "
+        def why(name: str) -> str:
+            kind = getattr(by_name.get(name), "type", None)
+            if kind in ("remote", "ensemble"):
+                return f"a {kind} arm is not served by tunewise"
+            return f"{kind} arm without an exported model in {adapter_root / name}" if kind else "no such arm"
+
+        raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({why(n)})' for n in unknown)} from {run_dir}. "
                               f"Fix: pick one of {', '.join(servable) or '(none)'}.")
     splits = run.path / "splits"
     if not (splits / "train.jsonl").is_file():
