@@ -200,10 +200,14 @@ def _winner(run_dir: Path, servable: list[str]) -> str:
 
 
 def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedModel]:
-    """The named arms of a run (default: its best servable arm by the run's primary metric)."""
+    """The named arms of a run (default: its best servable arm by the run's primary metric).
+
+    Only what serving needs is read back from the manifest's config (the task, the split seed, the chosen
+    arms' settings), each validated on its own: an arm this server does not serve cannot block the others.
+    """
     from pydantic import ValidationError
 
-    from tunewise.config import ClassicalArm, Experiment, FewShotArm, RetrievalArm, ZeroShotArm
+    from tunewise.config import ClassicalArm, FewShotArm, RetrievalArm, SplitConfig, TaskConfig, ZeroShotArm
     from tunewise.data.formats import read_examples
     from tunewise.runs import RunError, open_run
     from tunewise.tasks import make_task
@@ -212,45 +216,49 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
         run = open_run(run_dir)
     except RunError as err:
         raise ServeSetupError(str(err)) from None
-    try:
-        experiment = Experiment.model_validate(run.manifest.get("config") or {})
-    except ValidationError as err:
-        raise ServeSetupError(f"{run_dir / 'manifest.json'}: its config is not an experiment this tunewise reads "
-                              f"({err.error_count()} problem(s)). Fix: serve a run made by `tunewise run`.") from None
+    config = run.manifest.get("config") or {}
+    raw_arms = {a.get("name"): a for a in config.get("arms") or [] if isinstance(a, dict)}
+    kinds = {"zero_shot": ZeroShotArm, "few_shot": FewShotArm, "retrieval": RetrievalArm, "classical": ClassicalArm}
     adapter_root = run.path / "adapters"
     # listed by name only; the chosen ones are checked when read, so a broken adapter blocks only itself
     fine_tuned = sorted(p.name for p in adapter_root.iterdir()
                         if p.is_dir() and not p.name.startswith(".")) if adapter_root.is_dir() else []
-    by_name = {arm.name: arm for arm in experiment.arms}
-    servable = [name for name, arm in by_name.items()
-                if isinstance(arm, (ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm))] + fine_tuned
+    servable = [name for name, arm in raw_arms.items() if arm.get("type") in kinds] + fine_tuned
     chosen = arms or [_winner(run.path, servable)]
     unknown = [name for name in chosen if name not in servable]
     if unknown:
         def why(name: str) -> str:
-            kind = getattr(by_name.get(name), "type", None)
+            kind = raw_arms.get(name, {}).get("type")
             if kind in ("remote", "ensemble"):
                 return f"a {kind} arm is not served by tunewise"
             return f"{kind} arm without an exported model in {adapter_root / name}" if kind else "no such arm"
 
         raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({why(n)})' for n in unknown)} from {run_dir}. "
                               f"Fix: pick one of {', '.join(servable) or '(none)'}.")
+    manifest = run.path / "manifest.json"
+    try:
+        task_config = TaskConfig.model_validate(config.get("task") or {})
+        seed = SplitConfig.model_validate(config.get("split") or {}).seed
+        settings = {name: kinds[raw_arms[name]["type"]].model_validate(raw_arms[name])
+                    for name in chosen if name not in fine_tuned}
+    except ValidationError as err:
+        raise ServeSetupError(f"{manifest}: the run's config does not validate in this tunewise "
+                              f"({err.error_count()} problem(s), first: {err.errors()[0]['msg']}). Fix: serve a run "
+                              "made by this version of `tunewise run`.") from None
     splits = run.path / "splits"
     if not (splits / "train.jsonl").is_file():
         raise ServeSetupError(f"{splits} has no train.jsonl, so exemplars cannot be chosen as in evaluation. Fix: "
                               "serve a run whose split was written (tunewise run writes it first).")
     train = read_examples(splits / "train.jsonl").examples
-    task = make_task(experiment.task, train)
+    task = make_task(task_config, train)
     served = []
     for name in chosen:
         if name in fine_tuned:
             served.append(_fine_tuned(loader, adapter_root, name))
-            continue
-        arm = by_name[name]
-        if isinstance(arm, ClassicalArm):
+        elif isinstance(settings[name], ClassicalArm):
             served.append(_classical(run.path / "models" / name, name))
         else:
-            served.append(_prompted(loader, arm, task, train, experiment))
+            served.append(_prompted(loader, settings[name], task, task_config, train, seed))
     return served
 
 
@@ -297,26 +305,26 @@ def _classical(folder: Path, name: str) -> ServedModel:
                        description=f"{model.best_model_name} {model.best_params} from {folder}")
 
 
-def _prompted(loader: Loader, arm: Any, task: Any, train: list[Example], experiment: Any) -> ServedModel:
+def _prompted(loader: Loader, arm: Any, task: Any, task_config: Any, train: list[Example], seed: int) -> ServedModel:
     from tunewise.arms.exemplars import ExemplarPool
     from tunewise.config import FewShotArm, RetrievalArm
 
     engine = loader.engine(arm.model)
     pool = ExemplarPool(train, [])  # the training split, as in evaluation (which already checked it for leakage)
     if isinstance(arm, FewShotArm):
-        shots = pool.balanced(arm.k, experiment.split.seed, labelled=bool(task.labels))
+        shots = pool.balanced(arm.k, seed, labelled=bool(task.labels))
         prompt = lambda text: task.messages(request_example(text), shots, arm.prompt)  # noqa: E731
     elif isinstance(arm, RetrievalArm):
         prompt = _retrieval_prompt(arm, task, pool.examples)
     else:
         prompt = lambda text: task.messages(request_example(text), (), arm.prompt)  # noqa: E731
     identity = {"base": engine.fingerprint, "precision": engine.lm.precision.name,
-                "arm": arm.model_dump(mode="json"), "task": experiment.task.model_dump(mode="json"),
+                "arm": arm.model_dump(mode="json"), "task": task_config.model_dump(mode="json"),
                 "train": hashlib.sha256("\n".join(e.id for e in train).encode()).hexdigest()}
     return ServedModel(arm.name, "lm", identity, "arm", engine=engine, prompt=prompt,
                        labels=list(task.labels) if task.labels else None,
                        json_schema=getattr(task, "schema", None) if task.name == "extract" else None,
-                       default_max_tokens=experiment.task.max_new_tokens,
+                       default_max_tokens=task_config.max_new_tokens,
                        description=f"{arm.type} arm on {engine.lm.name}", extra={"arm": arm.name, "type": arm.type})
 
 
