@@ -406,6 +406,51 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command()
+def serve(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run folder whose arm to serve")] = None,
+    arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Arm of the run (repeatable; default: the winner)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Without a run: a local model folder or smollm2")] = None,
+    adapters: Annotated[Optional[Path], typer.Option("--adapters", help="Without a run: a folder of LoRA adapter folders")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8000,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accepted API keys, one per line (also: $TUNEWISE_API_KEYS)")] = None,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests admitted at once; more get 429")] = 256,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Requests per batched model call")] = 16,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits to fill")] = 10.0,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Per-request time limit (504 after)")] = 120.0,
+    cache_size: Annotated[int, typer.Option("--cache-size", help="Exact-match answer cache entries (0: off)")] = 4096,
+    semantic_cache: Annotated[bool, typer.Option("--semantic-cache", help="Also reuse answers to near-identical questions")] = False,
+    capture: Annotated[Optional[Path], typer.Option("--capture", help="Append answered chats to this JSONL (training format)")] = None,
+    capture_pii: Annotated[str, typer.Option("--capture-pii", help="redact | skip captured records with personal data")] = "redact",
+    public_metrics: Annotated[bool, typer.Option("--public-metrics", help="Serve /metrics without an API key")] = False,
+    precision: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16")] = "auto",
+) -> None:
+    """Serve a run's arm (or a model, or LoRA adapters) behind an OpenAI-compatible API."""
+    from pydantic import ValidationError
+
+    from tunewise.serve.adapters import AdapterError
+    from tunewise.serve.auth import AuthConfigError
+    from tunewise.serve.config import ServeConfig
+    from tunewise.serve.models import ServeSetupError
+    from tunewise.serve.server import run_server
+
+    try:
+        config = ServeConfig(host=host, port=port, api_key_file=api_key_file, max_queue=max_queue,
+                             max_batch=max_batch, max_wait_ms=max_wait_ms, timeout_s=timeout_s, cache_size=cache_size,
+                             semantic_cache=semantic_cache, capture_path=capture, capture_pii=capture_pii,
+                             public_metrics=public_metrics, precision=precision)
+        run_server(config, run=run_dir, arms=arm, model=model, adapters=adapters,
+                   log=lambda m: err.print(escape(m)))
+    except ValidationError as exc:
+        raise fail("; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+                             for e in exc.errors())) from None
+    except (ServeSetupError, AdapterError, AuthConfigError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port} or open a file: {exc.strerror or exc}") from None
+
+
 def main() -> None:
     """Console entry point: bad input is reported by the commands; anything else is a bug, said plainly."""
     try:

@@ -75,8 +75,11 @@ class LocalLM:
     def _has_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def render(self, messages: Messages) -> list[int]:
-        """The prompt's token ids, ending where the assistant's reply begins."""
+    def render(self, messages: Messages | str) -> list[int]:
+        """The prompt's token ids, ending where the assistant's reply begins; a plain string is raw text
+        (a completion prompt the caller formatted itself), tokenized as is without the chat template."""
+        if isinstance(messages, str):
+            return list(self.tokenizer(messages)["input_ids"])
         if self._has_template():
             return list(self.tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, tokenize=True, return_dict=False))
@@ -143,7 +146,7 @@ class LocalLM:
 
     # ------------------------------------------------------------ generation
 
-    def generate(self, prompts: Sequence[Messages], *, max_new_tokens: int = 64, batch_size: int = 8,
+    def generate(self, prompts: Sequence[Messages | str], *, max_new_tokens: int = 64, batch_size: int = 8,
                  temperature: float = 0.0, seed: int = 0, progress: Progress | None = None) -> list[Generation]:
         """Batched generation: greedy when temperature is 0, else plain temperature sampling (no top-k/top-p)
         from torch's global generator, seeded with `seed` at the start of the call.
@@ -173,13 +176,13 @@ class LocalLM:
                               self._grammars.processors(schema))
 
     @torch.inference_mode()
-    def _generate(self, prompts: Sequence[Messages], max_new_tokens: int, batch_size: int, temperature: float,
+    def _generate(self, prompts: Sequence[Messages | str], max_new_tokens: int, batch_size: int, temperature: float,
                   seed: int, progress: Progress | None,
                   processors: constrained.LogitsProcessors | None) -> list[Generation]:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         torch.manual_seed(seed)
-        rendered = [self.render(list(p)) for p in prompts]
+        rendered = [self.render(p if isinstance(p, str) else list(p)) for p in prompts]
         results: list[Generation | None] = [None] * len(prompts)
         sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_k": None, "top_p": None}
                                     if temperature > 0 else {"do_sample": False})

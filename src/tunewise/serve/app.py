@@ -1,0 +1,523 @@
+"""The OpenAI-compatible app: routes, admission, caching and answers; composed from the serve/ modules.
+
+Request path: the gate (auth, drain, metrics) -> parse the body ourselves (size limit, JSON, strict schema:
+every failure is a 4xx envelope naming the parameter) -> look up the served model -> exact (then semantic)
+cache -> context-length check -> the micro-batcher -> the answer, as JSON or as server-sent events.
+
+Streaming sends the OpenAI chunk protocol, but the text is produced by a batched call that finishes before
+the first chunk: batching is what buys throughput here, so the first token arrives with the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tunewise.serve.auth import KeyChecker
+from tunewise.serve.batching import MicroBatcher, QueueFull
+from tunewise.serve.cache import LRUCache, SemanticCache, cache_key, cacheable
+from tunewise.serve.capture import Capture
+from tunewise.serve.config import ServeConfig
+from tunewise.serve.errors import APIError, envelope, error_response, from_validation
+from tunewise.serve.metrics import ServeMetrics
+from tunewise.serve.models import ServedModel, request_example, softmax
+from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
+
+log = logging.getLogger("tunewise.serve")
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/ready", "/metrics")
+_OPEN = ("/health", "/ready")
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share. `draining` flips once, on SIGTERM; `in_flight` counts model routes."""
+
+    config: ServeConfig
+    models: dict[str, ServedModel]
+    keys: KeyChecker
+    batcher: MicroBatcher
+    metrics: ServeMetrics
+    cache: LRUCache
+    semantic: SemanticCache | None = None
+    capture: Capture | None = None
+    draining: bool = False
+    in_flight: int = 0
+    started: float = field(default_factory=time.time)
+
+    def close(self) -> None:
+        self.batcher.close()
+        if self.capture is not None:
+            self.capture.close()
+
+
+# ---------------------------------------------------------------- model calls (batcher thread)
+
+
+def _run_batch(models: dict[str, ServedModel], key: Hashable, payloads: list[Any]) -> list[Any]:
+    kind, name = key[0], key[1]  # type: ignore[index]
+    served = models[name]
+    if kind == "classical":
+        return served.classical.predict_scores([request_example(text) for text in payloads])
+    assert served.engine is not None
+    with served.engine.active(served.adapter) as lm:
+        if kind == "score":
+            labels = list(key[2])  # type: ignore[index]
+            rows = lm.score_options(payloads, labels, batch_size=len(payloads))
+            return [dict(zip(labels, softmax(row))) for row in rows]
+        if kind == "generate_json":
+            return lm.generate_json(payloads, served.json_schema or {"type": "object"}, max_new_tokens=key[2],
+                                    batch_size=len(payloads))
+        _, _, max_tokens, temperature, seeded = key  # type: ignore[misc]
+        # greedy ignores the seed; unseeded sampling draws a fresh one per batch
+        seed = seeded[1] if seeded else (random.randrange(2**31) if temperature > 0 else 0)
+        return lm.generate(payloads, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
+                           batch_size=len(payloads))
+
+
+# ---------------------------------------------------------------- request reading
+
+
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise APIError(400, f"Content-Length {declared!r} is not a number", code="invalid_request")
+        if int(declared) > limit:
+            raise APIError(413, f"the body has {int(declared):,} bytes; the limit is {limit:,}",
+                           code="request_too_large")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise APIError(413, f"the body exceeds the limit of {limit:,} bytes", code="request_too_large")
+    if not raw:
+        raise APIError(400, "the body is empty; send a JSON object", code="invalid_json")
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        body = json.loads(bytes(raw).decode("utf-8"), parse_constant=no_constants)
+    except UnicodeDecodeError as err:
+        raise APIError(400, f"the body is not UTF-8 ({err})", code="invalid_json") from None
+    except ValueError as err:
+        raise APIError(400, f"the body is not valid JSON: {err}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, f"the body must be a JSON object, not {type(body).__name__}", code="invalid_json")
+    return body
+
+
+def _parse(schema: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return schema.model_validate(body)
+    except ValidationError as err:
+        raise from_validation(err.errors()) from None
+
+
+def _lookup(state: ServerState, name: str) -> ServedModel:
+    served = state.models.get(name)
+    if served is None:
+        raise APIError(404, f"The model {name!r} does not exist here. Served: {', '.join(sorted(state.models))} "
+                            "(GET /v1/models).", param="model", code="model_not_found")
+    return served
+
+
+def _single_input(served: ServedModel, messages: list[dict[str, str]]) -> str:
+    """An arm answers one input, as in evaluation: its own system prompt and exemplars surround it."""
+    if len(messages) != 1 or messages[0]["role"] != "user":
+        raise APIError(400, f"model {served.name!r} is a tunewise {served.owned_by} that answers one input at a time "
+                            "with its own instructions and exemplars; send exactly one user message",
+                       param="messages", code="invalid_value")
+    return messages[0]["content"]
+
+
+# ---------------------------------------------------------------- answering
+
+
+@dataclass
+class Answer:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    cached: str | None = None  # "exact" or "semantic"
+    probabilities: dict[str, float] | None = None
+
+
+async def _await(state: ServerState, key: Hashable, payload: Any) -> Any:
+    try:
+        future = state.batcher.submit(key, payload)
+    except QueueFull:
+        retry = max(1, round(state.config.max_wait_ms / 1000 + 1))
+        raise APIError(429, f"the server is at capacity ({state.config.max_queue} requests admitted); retry after "
+                            f"{retry} s", code="queue_full", headers={"Retry-After": str(retry)}) from None
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), state.config.timeout_s)
+    except TimeoutError:
+        raise APIError(504, f"no answer within {state.config.timeout_s:g} s", code="timeout") from None
+    except ValueError as err:  # a model-side refusal of this input (e.g. a classical model missing features)
+        raise APIError(400, str(err), code="invalid_value") from None
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    cuts = [text.find(s) for s in stops if s in text]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+async def _label(state: ServerState, served: ServedModel, text: str, labels: list[str] | None,
+                 prompt: list[dict[str, str]] | None = None, param: str = "input") -> Answer:
+    if served.kind == "classical":
+        probabilities = await _await(state, ("classical", served.name), text)
+        return Answer(max(probabilities, key=probabilities.get), 0, 0, "stop", probabilities=probabilities)
+    labels = labels or served.labels
+    assert labels is not None and served.engine is not None
+    if prompt is None:
+        prompt = await asyncio.to_thread(served.prompt, text) if served.prompt else _plain_classify(labels, text)
+    lm = served.engine.lm
+    prompt_tokens = len(await asyncio.to_thread(lm.render, prompt))
+    longest = max(len(lm.tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+    if prompt_tokens + longest + 2 > served.engine.context_length:
+        raise APIError(400, f"This model's context is {served.engine.context_length} tokens; the prompt for this "
+                            f"input has {prompt_tokens} plus up to {longest + 2} for a label. Shorten the input.",
+                       param=param, code="context_length_exceeded")
+    probabilities = await _await(state, ("score", served.name, tuple(labels)), prompt)
+    best = max(labels, key=lambda label: (probabilities[label], -labels.index(label)))
+    return Answer(best, prompt_tokens, len(lm.tokenizer(best, add_special_tokens=False)["input_ids"]), "stop",
+                  probabilities=probabilities)
+
+
+def _plain_classify(labels: list[str], text: str) -> list[dict[str, str]]:
+    from tunewise.tasks.classify import ClassifyTask
+
+    return ClassifyTask(labels=list(labels)).messages(request_example(text))
+
+
+async def _generate(state: ServerState, served: ServedModel, prompt: Any, request: Any) -> Answer:
+    assert served.engine is not None
+    lm = served.engine.lm
+    max_tokens = request.max_tokens or served.default_max_tokens or state.config.default_max_tokens
+    prompt_tokens = len(await asyncio.to_thread(lm.render, prompt))
+    if prompt_tokens + max_tokens > served.engine.context_length:
+        raise APIError(400, f"This model's context is {served.engine.context_length} tokens; the prompt has "
+                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more. Shorten the messages or "
+                            "lower max_tokens.", param="messages", code="context_length_exceeded")
+    if served.json_schema is not None:
+        key: tuple = ("generate_json", served.name, max_tokens)
+    else:
+        # Greedy and unseeded requests share batches. A seeded sample runs alone (a fresh token in its key),
+        # so its seed alone decides the sample, whatever else is being served: that is what makes it cacheable.
+        seeded = request.temperature > 0 and request.seed is not None
+        key = ("generate", served.name, max_tokens, request.temperature,
+               ("seeded", request.seed, secrets.token_hex(8)) if seeded else None)
+    generation = await _await(state, key, prompt)
+    text, stopped = _cut_at_stop(generation.text, request.stops())
+    finish = "stop" if stopped or generation.completion_tokens < max_tokens else "length"
+    return Answer(text, generation.prompt_tokens, generation.completion_tokens, finish)
+
+
+async def _answer(state: ServerState, served: ServedModel, endpoint: str, messages: list[dict[str, str]] | str,
+                  request: Any) -> Answer:
+    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt)."""
+    if request.max_tokens is not None and request.max_tokens > state.config.max_tokens_limit:
+        raise APIError(400, f"max_tokens is {request.max_tokens}; this server allows at most "
+                            f"{state.config.max_tokens_limit}", param="max_tokens", code="invalid_value")
+    sampling = {"max_tokens": request.max_tokens, "temperature": request.temperature, "seed": request.seed,
+                "stop": request.stops()}
+    deterministic = served.labels is not None or cacheable(request.temperature, request.seed)
+    key = cache_key(endpoint=endpoint, model=served.name, identity=served.identity, messages=messages,
+                    sampling=sampling)
+    semantic_scope = semantic_text = None
+    if deterministic:
+        if (hit := state.cache.get(key)) is not None:
+            state.metrics.cache_hits.labels("exact").inc()
+            return Answer(**{**hit, "cached": "exact"})
+        if state.semantic is not None and isinstance(messages, list) and messages[-1]["role"] == "user":
+            semantic_scope = cache_key(endpoint=endpoint, model=served.name, identity=served.identity,
+                                       earlier=messages[:-1], sampling=sampling)
+            semantic_text = messages[-1]["content"]
+            found = await asyncio.to_thread(state.semantic.get, semantic_scope, semantic_text)
+            if found is not None:
+                state.metrics.cache_hits.labels("semantic").inc()
+                return Answer(**{**found[0], "cached": "semantic"})
+        state.metrics.cache_misses.inc()
+    if isinstance(messages, str):  # a completion prompt: the arm's input, or raw text for a plain model
+        text = messages
+        prompt: Any = messages
+    else:
+        text = _single_input(served, messages) if (served.prompt or served.kind == "classical") else ""
+        prompt = messages
+    if served.prompt is not None:
+        prompt = await asyncio.to_thread(served.prompt, text)
+    if served.labels is not None:
+        answer = await _label(state, served, text, None, prompt if served.prompt else None,
+                              "prompt" if isinstance(messages, str) else "messages")
+    else:
+        answer = await _generate(state, served, prompt, request)
+    state.metrics.tokens.labels(served.name, "prompt").inc(answer.prompt_tokens)
+    state.metrics.tokens.labels(served.name, "completion").inc(answer.completion_tokens)
+    if deterministic:
+        stored = {k: v for k, v in answer.__dict__.items() if k != "cached"}
+        state.cache.put(key, stored)
+        if semantic_scope is not None and semantic_text is not None:
+            await asyncio.to_thread(state.semantic.put, semantic_scope, semantic_text, stored)  # type: ignore[union-attr]
+    return answer
+
+
+# ---------------------------------------------------------------- responses
+
+
+def _usage(answers: list[Answer]) -> dict[str, int]:
+    prompt = sum(a.prompt_tokens for a in answers)
+    completion = sum(a.completion_tokens for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _chat_body(model: str, answer: Answer, ident: str, created: int) -> dict[str, Any]:
+    return {"id": ident, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                         "finish_reason": answer.finish_reason, "logprobs": None}],
+            "usage": _usage([answer]), "system_fingerprint": None,
+            **({"tunewise": {"cached": answer.cached}} if answer.cached else {})}
+
+
+def _pieces(text: str) -> list[str]:
+    """The reply cut at word boundaries, spaces kept, so the joined deltas equal the text exactly."""
+    pieces, start = [], 0
+    for index in range(1, len(text)):
+        if text[index] == " " and text[index - 1] != " ":
+            pieces.append(text[start:index])
+            start = index
+    pieces.append(text[start:])
+    return [p for p in pieces if p]
+
+
+async def _chat_stream(model: str, answer: Answer, ident: str, created: int,
+                       include_usage: bool) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> bytes:
+        body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+                                if usage is None else [], "system_fingerprint": None}
+        if include_usage:
+            body["usage"] = usage
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in _pieces(answer.text):
+        yield chunk({"content": piece})
+    yield chunk({}, answer.finish_reason)
+    if include_usage:
+        yield chunk({}, usage=_usage([answer]))
+    yield b"data: [DONE]\n\n"
+
+
+# ---------------------------------------------------------------- the gate (pure ASGI: sees streamed bodies end)
+
+
+class Gate:
+    """Auth, drain and metrics around every request; streamed responses count until their last byte."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+        self.open = set(_OPEN) | ({"/metrics"} if state.config.public_metrics else set())
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in ROUTES else ("/v1/models" if path.startswith("/v1/models/") else "other")
+        started = time.perf_counter()
+        status = [500]
+
+        async def watched(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        state = self.state
+        tracked = path not in ("/health", "/ready", "/metrics")
+        if tracked:
+            state.in_flight += 1
+        try:
+            rejection = self._reject(scope, path)
+            if rejection is not None:
+                state.metrics.errors.labels(str(rejection.status), rejection.code or "").inc()
+                await error_response(rejection)(scope, receive, watched)
+            else:
+                await self.app(scope, receive, watched)
+        finally:
+            if tracked:
+                state.in_flight -= 1
+            state.metrics.requests.labels(route, str(status[0])).inc()
+            state.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+    def _reject(self, scope: dict, path: str) -> APIError | None:
+        if path not in self.open:
+            headers = dict(scope.get("headers") or [])
+            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            if not self.state.keys.allows(authorization):
+                return APIError(401, "Missing or incorrect API key. Send `Authorization: Bearer <key>`.",
+                                code="invalid_api_key")
+        if self.state.draining and path not in ("/health", "/ready", "/metrics"):
+            return APIError(503, "the server is shutting down; send this request to another replica",
+                            code="shutting_down", headers={"Retry-After": "1"})
+        return None
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(state: ServerState) -> Any:
+    """The FastAPI app wrapped in the gate; `app.state.tunewise` is `state`."""
+    app = FastAPI(title="tunewise", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.tunewise = state
+
+    def failed(error: APIError) -> JSONResponse:
+        state.metrics.errors.labels(str(error.status), error.code or "").inc()
+        return error_response(error)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError) -> JSONResponse:
+        return failed(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        message = f"{request.method} {request.url.path}: {error.detail}"
+        return failed(APIError(error.status_code, message, code=code, headers=getattr(error, "headers", None)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return failed(from_validation(list(error.errors())))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return failed(APIError(500, f"internal error: {type(error).__name__}", code="internal_error"))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        if state.draining:
+            return JSONResponse(envelope(APIError(503, "draining: finishing in-flight requests before shutdown",
+                                                  code="shutting_down")), status_code=503)
+        return JSONResponse({"status": "ready", "models": sorted(state.models)})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def card(served: ServedModel) -> dict[str, Any]:
+        return {"id": served.name, "object": "model", "created": int(state.started), "owned_by": served.owned_by,
+                "tunewise": {"kind": served.kind, "labels": served.labels, "description": served.description,
+                             **served.extra}}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [card(m) for m in state.models.values()]}
+
+    @app.get("/v1/models/{name:path}")
+    async def one_model(name: str) -> dict[str, Any]:
+        return card(_lookup(state, name))
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        body = _parse(ChatRequest, await _read_json(request, state.config.max_body_bytes))
+        served = _lookup(state, body.model)
+        messages = [m.plain() for m in body.messages]
+        answer = await _answer(state, served, "chat", messages, body)
+        if state.capture is not None:
+            outcome = await asyncio.to_thread(state.capture.record, messages, answer.text)
+            state.metrics.captured.labels(outcome).inc()
+        ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(_chat_stream(served.name, answer, ident, created, include_usage),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return JSONResponse(_chat_body(served.name, answer, ident, created))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = _parse(CompletionRequest, await _read_json(request, state.config.max_body_bytes))
+        if body.stream:
+            raise APIError(400, "stream is supported on /v1/chat/completions only", param="stream",
+                           code="invalid_value")
+        served = _lookup(state, body.model)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        answers = await asyncio.gather(*(_answer(state, served, "completion", p, body) for p in prompts))
+        choices = [{"index": i, "text": a.text, "finish_reason": a.finish_reason, "logprobs": None}
+                   for i, a in enumerate(answers)]
+        return JSONResponse({"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
+                             "created": int(time.time()), "model": served.name, "choices": choices,
+                             "usage": _usage(list(answers))})
+
+    @app.post("/v1/classify")
+    async def classify(request: Request) -> Response:
+        body = _parse(ClassifyRequest, await _read_json(request, state.config.max_body_bytes))
+        served = _lookup(state, body.model)
+        if body.labels is not None and served.labels is not None and body.labels != served.labels:
+            raise APIError(400, f"model {served.name!r} classifies into its own labels {served.labels}; omit labels "
+                                "or send exactly these", param="labels", code="invalid_value")
+        if served.labels is None and body.labels is None:
+            raise APIError(400, f"model {served.name!r} has no fixed labels; send the candidate labels",
+                           param="labels", code="missing_required_parameter")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        answers = await asyncio.gather(*(_classified(state, served, text, body.labels) for text in texts))
+        data = [{"object": "classification", "index": i, "label": a.text, "probabilities": a.probabilities,
+                 **({"cached": a.cached} if a.cached else {})} for i, a in enumerate(answers)]
+        return JSONResponse({"object": "list", "model": served.name, "data": data,
+                             "usage": {"prompt_tokens": sum(a.prompt_tokens for a in answers),
+                                       "total_tokens": sum(a.prompt_tokens for a in answers)}})
+
+    return Gate(app, state)
+
+
+async def _classified(state: ServerState, served: ServedModel, text: str, labels: list[str] | None) -> Answer:
+    key = cache_key(endpoint="classify", model=served.name, identity=served.identity, input=text, labels=labels)
+    if (hit := state.cache.get(key)) is not None:
+        state.metrics.cache_hits.labels("exact").inc()
+        return Answer(**{**hit, "cached": "exact"})
+    state.metrics.cache_misses.inc()
+    answer = await _label(state, served, text, labels)
+    state.metrics.tokens.labels(served.name, "prompt").inc(answer.prompt_tokens)
+    state.cache.put(key, {k: v for k, v in answer.__dict__.items() if k != "cached"})
+    return answer
+
+
+def build_state(models: list[ServedModel], config: ServeConfig) -> ServerState:
+    """Wire the shared pieces: keys, batcher, caches, capture, metrics."""
+    from tunewise.serve.auth import load_keys
+    from tunewise.serve.cache import minilm_embedder
+
+    by_name = {m.name: m for m in models}
+    holder: dict[str, ServerState] = {}
+    batcher = MicroBatcher(lambda key, payloads: _run_batch(by_name, key, payloads), max_batch=config.max_batch,
+                           max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
+                           on_batch=lambda key, n: holder["state"].metrics.batch_size.labels(key[0]).observe(n))
+    metrics = ServeMetrics(queue_depth=batcher.depth, in_flight=lambda: holder["state"].in_flight)
+    state = ServerState(
+        config=config, models=by_name, keys=KeyChecker(load_keys(config.api_keys_env, config.api_key_file)),
+        batcher=batcher, metrics=metrics, cache=LRUCache(config.cache_size),
+        semantic=SemanticCache(minilm_embedder(), config.semantic_threshold) if config.semantic_cache else None,
+        capture=Capture(config.capture_path, config.capture_pii) if config.capture_path else None)
+    holder["state"] = state
+    return state

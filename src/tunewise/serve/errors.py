@@ -1,0 +1,48 @@
+"""The OpenAI error envelope, and the exception that carries one out of any handler.
+
+Every rejected request gets `{"error": {"message", "type", "param", "code"}}` with a 4xx status that says whose
+fault it was, and `param` naming the offending field, so clients built for OpenAI show a useful message.
+Knows nothing about models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+_TYPES = {401: "authentication_error", 404: "invalid_request_error", 429: "rate_limit_error",
+          503: "service_unavailable_error", 504: "timeout_error"}
+
+
+class APIError(Exception):
+    """Raise from a handler to answer with `status` and the envelope (and extra headers such as Retry-After)."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 type: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type or _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        self.headers = headers
+
+
+def envelope(error: APIError) -> dict[str, Any]:
+    return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+
+
+def error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(envelope(error), status_code=error.status, headers=error.headers)
+
+
+def from_validation(errors: list[dict[str, Any]]) -> APIError:
+    """A pydantic validation failure as one 400 naming the first bad parameter (and counting the rest)."""
+    first = errors[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    given = first.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
+    code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+    return APIError(400, f"{param or 'body'}: {first['msg']}{shown}{more}", param=param, code=code)

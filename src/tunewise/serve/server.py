@@ -1,0 +1,116 @@
+"""Running the app under uvicorn, with a graceful drain on SIGTERM.
+
+uvicorn's own shutdown stops listening at once, so a request arriving during shutdown gets a refused
+connection and a load balancer still probing /ready sees nothing useful. Here the first SIGTERM (or Ctrl-C)
+only starts a drain: /ready answers 503 immediately, new requests get 503 (with Retry-After), requests in
+flight run to completion, and only when none is left (or `drain_timeout_s` passed) does uvicorn stop. A second
+signal stops at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from tunewise.serve.app import ServerState
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.state.draining:
+            super().handle_exit(sig, frame)  # a second signal: stop now
+            return
+        self.state.draining = True
+        threading.Thread(target=self._drain, name="tunewise-drain", daemon=True).start()
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.state.config.drain_timeout_s
+        while (self.state.in_flight > 0 or self.state.batcher.depth() > 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.should_exit = True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the server starts, so port 0 resolves to a known free port.
+
+    It listens at once: a client that connects between our "listening on" line and uvicorn's start waits in
+    the backlog instead of being refused.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _uvicorn_config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, log_level="warning", access_log=False, loop="asyncio", lifespan="off",
+                          timeout_graceful_shutdown=5)
+
+
+def serve_forever(app: Any, state: ServerState, sock: socket.socket) -> None:
+    """Serve until drained; must run on the main thread for the signal handlers."""
+    server = DrainingServer(_uvicorn_config(app), state)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        state.close()
+        sock.close()
+
+
+@contextmanager
+def serve_in_thread(app: Any, state: ServerState, host: str = "127.0.0.1") -> Iterator[tuple[str, DrainingServer]]:
+    """Serve on a free loopback port in a background thread for the block; yields (root URL, server).
+
+    For tests and benchmarks: no signal handling (signals belong to the main thread); `server.handle_exit`
+    can be called to start a drain by hand.
+    """
+    sock = bind(host, 0)
+    port = sock.getsockname()[1]
+    server = DrainingServer(_uvicorn_config(app), state)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"tunewise-serve-{port}",
+                              daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the tunewise server on port {port} did not start")
+            time.sleep(0.005)
+        yield f"http://{host}:{port}", server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        state.close()
+        sock.close()
+
+
+def run_server(config: Any, *, run: Any = None, arms: list[str] | None = None, model: str | None = None,
+               adapters: Any = None, log: Any = print) -> None:
+    """`tunewise serve`: load what is served, bind, print the address, serve until drained."""
+    from tunewise.serve.app import build_state, create_app
+    from tunewise.serve.models import Loader, build_models
+
+    models = build_models(Loader(config.precision, config.threads), run=run, arms=arms, model=model,
+                          adapters=adapters)
+    state = build_state(models, config)
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    for served in models:
+        log(f"serving {served.name}: {served.description}")
+    log(f"auth: {'API key required' if state.keys.required else 'open (no API key configured)'}; "
+        f"batches of up to {config.max_batch} within {config.max_wait_ms:g} ms; queue {config.max_queue}")
+    log(f"listening on http://{host}:{port}/v1")
+    serve_forever(create_app(state), state, sock)
