@@ -166,3 +166,37 @@ def test_a_saved_manifest_config_validates_again(experiment, tiny_model_dir):
     config = load_experiment(experiment([_lora(tiny_model_dir, learning_curve=[0.5]), head]))
     dumped = config.model_dump(mode="json")
     assert Experiment.model_validate(dumped).model_dump(mode="json") == dumped
+
+
+def test_augmentation_marks_copies_synthetic_and_is_deterministic():
+    from tunewise.schema import Example, Message
+    from tunewise.train.augment import AugmentConfig, augment
+
+    originals = [Example(id=f"e{i}", line=i + 1, messages=(Message("system", "Label it."),
+                                                             Message("user", f"the quick brown fox number {i} jumps"),
+                                                             Message("assistant", "animals"))) for i in range(20)]
+    config = AugmentConfig(copies=2, typo_rate=0.3, random_case=True)
+    copies = augment(originals, config, seed=5)
+    assert len(copies) == 40 and all(c.synthetic for c in copies)
+    assert {c.id for c in copies} == {f"e{i}~aug{k}" for i in range(20) for k in range(2)}
+    assert sum(c.input != o.input for c, o in zip(copies, originals * 2)) >= 30  # noise really lands
+    assert all(c.output == "animals" and c.messages[0].content == "Label it." for c in copies)  # never the answer
+    assert copies == augment(originals, config, seed=5)
+    assert not any(o.synthetic for o in originals)
+
+
+def test_augmented_and_replayed_rows_enter_training_only(experiment, tiny_model_dir, tmp_path):
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Count to {i}"},
+                                                        {"role": "assistant", "content": " ".join(map(str, range(i)))}]})
+                               + "\n" for i in range(2, 62)))
+    arm = _lora(tiny_model_dir, augment={"copies": 1, "typo_rate": 0.1, "templates": ["terse", "default"]},
+                replay={"data": str(general), "fraction": 0.25})
+    result = run_experiment(load_experiment(experiment([arm])), log=lambda m: None)
+    assert result.failures == {}
+    record = json.loads((result.run.path / "training" / "lora.json").read_text())
+    n = record["data"]["train_examples"]
+    assert record["data"] == {"train_examples": n, "synthetic": n, "replay": round(0.25 * n)}
+    assert record["train_examples"] == 2 * n + round(0.25 * n)  # what the trainer saw
+    test_ids = {p["id"] for p in map(json.loads, (result.run.path / "predictions" / "lora.jsonl").read_text().splitlines())}
+    assert not any("~aug" in i for i in test_ids)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tunewise.arms.classical import ClassicalConfig
 from tunewise.train.classifier import ClassifierConfig
+from tunewise.train.augment import AugmentConfig
 from tunewise.train.search import SearchConfig
 from tunewise.train.sft import SFTSettings
 
@@ -141,6 +142,15 @@ class StageConfig(Strict):
     max_train_examples: int | None = Field(None, ge=2, description="Seeded subset of this stage's data.")
 
 
+class ReplayConfig(Strict):
+    """General data mixed into fine-tuning so the model keeps what it could do before (limits forgetting)."""
+
+    data: Path = Field(description="Chat data (JSONL etc.) trained on as it is, e.g. general instructions and replies; "
+                                   "relative to the YAML.")
+    fraction: float = Field(0.1, gt=0, le=1, description="Replay examples added, as a share of the training examples "
+                                                         "(a seeded sample).")
+
+
 class FinetuneArm(_ArmBase):
     """A model fine-tuned on the training split (validated on the validation split), then scored on the same
     test examples as every other arm. lora/full train a causal LM on the task's own prompt with the reference
@@ -172,6 +182,11 @@ class FinetuneArm(_ArmBase):
                                                                  "the test split: is more data worth collecting?")
     init_from: Path | None = Field(None, description="lora/full: keep training an earlier model: an adapter folder "
                                                      "(runs/<id>/adapters/<arm>) or a model folder (its merged/).")
+    augment: AugmentConfig | None = Field(None, description="lora/full: synthetic copies of the training examples "
+                                                            "(typos, casing, other templates, paraphrases), marked "
+                                                            "synthetic, training split only.")
+    replay: ReplayConfig | None = Field(None, description="lora/full: general data mixed into training to limit "
+                                                          "forgetting.")
     stages: list[StageConfig] | None = Field(None, description="lora/full: progressive fine-tuning, e.g. general "
                                                                "data, then domain data, then your own; each stage is "
                                                                "checkpointed and scored on the test split.")
@@ -185,7 +200,8 @@ class FinetuneArm(_ArmBase):
         if self.method == "classifier":
             if self.training.model_dump(exclude={"method"}) != SFTSettings().model_dump(exclude={"method"}):
                 raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
-            extras = [name for name in ("search", "learning_curve", "init_from", "stages") if getattr(self, name)]
+            extras = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay")
+                      if getattr(self, name)]
             if extras:
                 raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")
             if self.model is None:
@@ -395,6 +411,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     for arm in experiment.arms:
         if isinstance(arm, FinetuneArm) and arm.init_from is not None and not arm.init_from.is_absolute():
             arm.init_from = (path.parent / arm.init_from).resolve()
+        if isinstance(arm, FinetuneArm) and arm.replay is not None and not arm.replay.data.is_absolute():
+            arm.replay.data = (path.parent / arm.replay.data).resolve()
         for stage in (arm.stages or []) if isinstance(arm, FinetuneArm) else []:
             if stage.data is not None and not stage.data.is_absolute():
                 stage.data = (path.parent / stage.data).resolve()
@@ -444,7 +462,8 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, FinetuneArm, StageConfig, SFTSettings, ClassifierConfig, SearchConfig,
+                  RemoteArm, EnsembleArm, FinetuneArm, StageConfig, ReplayConfig, AugmentConfig, SFTSettings, ClassifierConfig,
+                  SearchConfig,
                   EvaluationConfig, RobustnessConfig, PerturbationConfig, CostConfig,
                   RemotePrice, Experiment):
         rows.append(f"{model.__name__}:")

@@ -83,10 +83,13 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
     record_path = ctx.run_dir / "training" / f"{arm.name}.json"
     extra = {"arm": arm.name, "type": "finetune", "task": task_config,
              "labels": list(ctx.task.labels) if ctx.task.labels else None, "prompt_variant": arm.prompt}
-    train = training_examples(_subset(ctx.train, arm.max_train_examples, ctx), ctx, arm.prompt)
+    originals = _subset(ctx.train, arm.max_train_examples, ctx)
+    train = training_examples(originals, ctx, arm.prompt)
     val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
     if not (folder / ARM_MARKER).is_file():
         record: dict[str, Any] = {}
+        extra_rows, record["data"] = _extra_training(arm, ctx, originals)
+        train = train + extra_rows
         if arm.stages:
             last, record["stages"] = _progressive(arm, ctx, val, max_new_tokens, extra)
             info = _adopt(last, folder, extra)
@@ -119,6 +122,37 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
             record["learning_curve"] = _learning_curve(arm, ctx, train, val, predictions, max_new_tokens, extra)
             _write_training(ctx, arm, record)
     return predictions
+
+
+def _extra_training(arm: FinetuneArm, ctx: ArmContext, originals: list[Example]) -> tuple[list[Example], dict]:
+    """Synthetic copies (training split only) and replayed general data, with counts for the record."""
+    rows: list[Example] = []
+    counts = {"train_examples": len(originals), "synthetic": 0, "replay": 0}
+    if arm.augment is not None:
+        from tunewise.train.augment import augment
+
+        lm = ctx.local_model(_base(arm), arm.precision) if arm.augment.paraphrase else None
+        copies = augment(originals, arm.augment, ctx.seed, paraphraser=lm)
+        templates = arm.augment.templates or [arm.prompt]
+        for k, template in enumerate(templates):
+            rows += training_examples([c for i, c in enumerate(copies) if i % len(templates) == k], ctx, template)
+        counts["synthetic"] = len(copies)
+    if arm.replay is not None:
+        import random
+
+        from tunewise.data.formats import read_examples
+
+        data = read_examples(arm.replay.data)
+        if data.error_lines or not data.examples:
+            raise ValueError(f"replay: {arm.replay.data} has {len(data.error_lines)} line(s) with errors and "
+                             f"{len(data.examples)} usable example(s); run `tunewise check {arm.replay.data}`")
+        want = min(len(data.examples), max(1, round(arm.replay.fraction * len(originals))))
+        rows += random.Random(ctx.seed).sample(data.examples, want)
+        counts["replay"] = want
+    if rows:
+        ctx.log(f"{arm.name}: {counts['train_examples']} training examples + {counts['synthetic']} synthetic + "
+                f"{counts['replay']} replayed")
+    return rows, counts
 
 
 def _stage_examples(stage: Any, ctx: ArmContext, variant: str) -> list[Example]:
