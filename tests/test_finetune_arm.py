@@ -185,13 +185,13 @@ def test_augmentation_marks_copies_synthetic_and_is_deterministic():
     assert not any(o.synthetic for o in originals)
 
 
-def test_augmented_and_replayed_rows_enter_training_only(experiment, tiny_model_dir, tmp_path):
+def test_augmented_and_replayed_rows_enter_training_only_and_forgetting_is_probed(experiment, tiny_model_dir, tmp_path):
     general = tmp_path / "general.jsonl"
     general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Count to {i}"},
                                                         {"role": "assistant", "content": " ".join(map(str, range(i)))}]})
                                + "\n" for i in range(2, 62)))
     arm = _lora(tiny_model_dir, augment={"copies": 1, "typo_rate": 0.1, "templates": ["terse", "default"]},
-                replay={"data": str(general), "fraction": 0.25})
+                replay={"data": str(general), "fraction": 0.25}, forgetting_probe=2)
     result = run_experiment(load_experiment(experiment([arm])), log=lambda m: None)
     assert result.failures == {}
     record = json.loads((result.run.path / "training" / "lora.json").read_text())
@@ -200,3 +200,6 @@ def test_augmented_and_replayed_rows_enter_training_only(experiment, tiny_model_
     assert record["train_examples"] == 2 * n + round(0.25 * n)  # what the trainer saw
     test_ids = {p["id"] for p in map(json.loads, (result.run.path / "predictions" / "lora.jsonl").read_text().splitlines())}
     assert not any("~aug" in i for i in test_ids)
+    forgetting = record["forgetting"]
+    assert 0 < forgetting["retention"] <= 1 and forgetting["perplexity_before"] > 0
+    assert "General capability retained" in (result.run.path / "report.html").read_text()

@@ -187,6 +187,10 @@ class FinetuneArm(_ArmBase):
                                                             "synthetic, training split only.")
     replay: ReplayConfig | None = Field(None, description="lora/full: general data mixed into training to limit "
                                                           "forgetting.")
+    forgetting_probe: int | None = Field(None, ge=1, le=100, description="lora/full: run the general-capability "
+                                                                       "probe (perplexity on general English, rule-checked "
+                                                                       "instructions; this many items each) on the base and "
+                                                                       "the fine-tuned model; alarm below 90% retention.")
     stages: list[StageConfig] | None = Field(None, description="lora/full: progressive fine-tuning, e.g. general "
                                                                "data, then domain data, then your own; each stage is "
                                                                "checkpointed and scored on the test split.")
@@ -200,7 +204,8 @@ class FinetuneArm(_ArmBase):
         if self.method == "classifier":
             if self.training.model_dump(exclude={"method"}) != SFTSettings().model_dump(exclude={"method"}):
                 raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
-            extras = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay")
+            extras = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay",
+                                        "forgetting_probe")
                       if getattr(self, name)]
             if extras:
                 raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")

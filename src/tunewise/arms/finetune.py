@@ -116,6 +116,11 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
                 f"({result.info.precision}); best validation loss {result.info.best_val_loss}"
                 + (f"; warning: {result.info.gap_warning}" if result.info.gap_warning else ""))
     predictions = _evaluate(arm, ctx, arm.name, folder, max_new_tokens)
+    if arm.forgetting_probe:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if "forgetting" not in record:
+            record["forgetting"] = _forgetting(arm, ctx, folder)
+            _write_training(ctx, arm, record)
     if arm.learning_curve:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if "learning_curve" not in record:
@@ -215,6 +220,23 @@ def _adopt(stage_folder: Path, folder: Path, extra: dict[str, Any]) -> dict[str,
         for marker in tmp.rglob(ARM_MARKER):
             marker.write_text(json.dumps(meta | {"merged": marker.parent != tmp}, indent=2) + "\n", encoding="utf-8")
     return meta["training"]
+
+
+def _forgetting(arm: FinetuneArm, ctx: ArmContext, folder: Path) -> dict[str, Any]:
+    """General capability of the base model and of the fine-tuned one, on the same probe items."""
+    from tunewise.assets import resolve_model
+    from tunewise.evaluate.forgetting import probe, retention
+
+    merged = folder / "merged" if (folder / "merged").is_dir() else folder
+    with ctx.progress(f"{arm.name} (forgetting)", 2) as advance:
+        before = probe(resolve_model(_base(arm)), arm.forgetting_probe, precision=arm.precision)
+        advance(1)
+        after = probe(str(merged), arm.forgetting_probe, precision=arm.precision)
+        advance(1)
+    kept = retention(before, after)
+    ctx.log(f"{arm.name}: general capability retained {kept['retention']:.0%}"
+            + (f" - ALARM: {'; '.join(kept['reasons'])}" if kept["alarm"] else ""))
+    return kept
 
 
 def _base(arm: FinetuneArm) -> str:

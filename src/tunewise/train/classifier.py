@@ -221,9 +221,16 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
     precision = choose_precision(device, config.precision)
     source = resolve_model(config.model)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    from transformers.utils import logging as hf_logging
+
     set_seed(config.seed)  # before the head is created: its initialisation is random
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the fresh head as "missing", which is the point
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if model.config.pad_token_id is None:  # decoders: the head must know where each sequence ends
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
