@@ -275,6 +275,9 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
         compute_metrics=_metrics,
         callbacks=callbacks,
     )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
