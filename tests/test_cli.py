@@ -114,12 +114,16 @@ def test_demo_checks_the_bundled_data_and_runs_the_head_to_head(tmp_path):
     """The real bundled model and data end to end, shrunk to a 10-article test set (BM25 instead of
     embedding 1,558 training articles) so it fits CI; `make demo` runs the full example."""
     code, out, err = invoke("demo", "--runs-dir", tmp_path / "runs", "--set", "split.max_test=10",
-                          "--set", "arms.2.retriever=bm25", "--set", "evaluation.robustness.max_examples=5")
+                          "--set", "arms.2.retriever=bm25", "--set", "evaluation.robustness.max_examples=5",
+                          # the fine-tuned arms train a few steps only: the pipeline, not the quality, is tested here
+                          "--set", "arms.5.max_train_examples=16", "--set", "arms.5.training.max_steps=2",
+                          "--set", "arms.6.max_train_examples=20", "--set", "arms.6.head.epochs=1")
     text = " ".join(out.split())
     assert code == 0, out + err
     assert "valid examples=2,225" in text and "duplicate_example" in text and "no errors" in text
     assert "sports" in text and "Token lengths" in text
-    for arm in ("zero-shot@default", "zero-shot@terse", "few-shot", "retrieval", "classical", "vote"):
+    for arm in ("zero-shot@default", "zero-shot@terse", "few-shot", "retrieval", "classical", "vote", "lora",
+                "minilm-head"):
         assert arm in text
     (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     metrics = json.loads((run / "metrics.json").read_text())

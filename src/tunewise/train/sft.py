@@ -72,6 +72,9 @@ class SFTSettings(BaseModel):
     target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: 'all-linear' "
                                             "(every linear layer but the output head, found per architecture "
                                             "by peft) or a list of module names.")
+    lora_layers: int | None = Field(None, ge=1, description="Put adapters on the top N transformer layers only: "
+                                    "backpropagation then stops below them, about 2x faster on a CPU for N = a "
+                                    "third of the layers; default: every layer.")
     early_stopping_patience: int = Field(2, ge=1, description="Evaluations without a lower validation loss before "
                                          "training stops.")
     checkpoint_every_steps: int | None = Field(None, ge=1, description="Save (and evaluate) every N steps; "
@@ -265,8 +268,16 @@ def _load_model(source: str, settings: SFTSettings, init_from: Path | None = Non
     elif settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        targets: list[str] | str = settings.target_modules
+        where: dict[str, Any] = {}
+        if settings.lora_layers:
+            depth = model.config.num_hidden_layers
+            where = {"layers_to_transform": list(range(max(0, depth - settings.lora_layers), depth))}
+            if targets == "all-linear":  # peft takes a layer subset only with module names spelled out
+                targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                  if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"})
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                            target_modules=settings.target_modules, task_type="CAUSAL_LM", bias="none")
+                            target_modules=targets, task_type="CAUSAL_LM", bias="none", **where)
         model = get_peft_model(model, config)
     return model, tokenizer
 
