@@ -1,9 +1,9 @@
 """`tunewise demo` / `make demo`: the main job on the bundled defaults, start to finish, offline.
 
-Today that is: prepare the bundled assets, check the bundled BBC News data and print its report and
-statistics, then run the head-to-head of `examples/bbc-news.yaml` (zero-shot, few-shot, retrieval,
-classical and an ensemble on one frozen split) and print per-arm quality. Fine-tuning and the verdict join
-here as they land. Glue only.
+Prepare the bundled assets, check the bundled BBC News data and print its report and statistics, then run
+the head-to-head of `examples/bbc-news.yaml` on one frozen split: zero-shot, few-shot, retrieval, classical,
+an ensemble, a LoRA-fine-tuned SmolLM2 and a MiniLM classifier head, with robustness re-runs, the evidence
+(intervals, paired tests, cost) and the verdict, which is printed with the path of the HTML report. Glue only.
 """
 
 from __future__ import annotations
