@@ -83,6 +83,10 @@ class SFTSettings(BaseModel):
     seed: int = Field(0, description="Seeds adapter initialisation, dropout and the data order.")
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="auto: bf16 autocast where the "
                                                                "hardware runs it fast, else fp32.")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, description="Also log losses "
+                                                                  "and learning rate to TensorBoard (event files beside "
+                                                                  "the checkpoints) or MLflow; the package must be "
+                                                                  "installed.")
 
     @property
     def lr(self) -> float:
@@ -439,7 +443,7 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         data_seed=settings.seed,
         remove_unused_columns=False,  # our collator builds the tensors from TokenizedExample
         dataloader_num_workers=0,
-        report_to="none",
+        report_to=list(settings.report_to) or "none",
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
     )
