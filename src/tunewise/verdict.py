@@ -148,7 +148,8 @@ def _headline(chosen: Candidate, best: Candidate, eligible: Sequence[Candidate],
     if chosen.type == "finetune":
         others = [a for a in eligible if a.type != "finetune"]
         if not others:
-            return f"Fine-tune: {chosen.name} ({metric} {chosen.quality:.3f}); no other arm finished to compare."
+            return (f"Fine-tune: {chosen.name} ({metric} {chosen.quality:.3f}); only fine-tuned arms finished, so "
+                    "nothing untrained was compared.")
         rival = max(others, key=lambda a: a.quality)
         test = _test(tests, chosen.name, rival.name)
         if test is not None and test["significant"] and chosen.quality > rival.quality:
