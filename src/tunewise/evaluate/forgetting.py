@@ -199,6 +199,8 @@ def replies(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
     left-padded batches: on a CPU, 20 prompts one by one take several times longer than in batches of 8."""
     import torch
 
+    from tunewise.models.local import left_pad
+
     device = next(model.parameters()).device
     rendered = []
     for prompt in prompts:
@@ -212,13 +214,8 @@ def replies(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
     out: list[str] = []
     with torch.inference_mode():
         for start in range(0, len(rendered), batch_size):
-            batch = rendered[start:start + batch_size]
-            width = max(len(r) for r in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, row in enumerate(batch):
-                ids[i, width - len(row):] = torch.tensor(row)
-                mask[i, width - len(row):] = 1
+            ids, mask = left_pad(rendered[start:start + batch_size], pad)
+            width = ids.shape[1]
             generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                        max_new_tokens=max_new_tokens, pad_token_id=pad)
             out += [tokenizer.decode(row, skip_special_tokens=True) for row in generated[:, width:]]

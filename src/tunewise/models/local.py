@@ -187,7 +187,7 @@ class LocalLM:
         sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_k": None, "top_p": None}
                                     if temperature > 0 else {"do_sample": False})
         for batch in _length_batches([len(r) for r in rendered], batch_size):
-            input_ids, attention = _left_pad([rendered[i] for i in batch], self.tokenizer.pad_token_id)
+            input_ids, attention = left_pad([rendered[i] for i in batch], self.tokenizer.pad_token_id)
             start = time.perf_counter()
             output = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
@@ -224,7 +224,8 @@ def _length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[in
         yield order[start:start + batch_size]
 
 
-def _left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask with every row aligned to the right, as batched generation needs."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

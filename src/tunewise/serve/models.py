@@ -329,15 +329,9 @@ def _prompted(loader: Loader, arm: Any, task: Any, task_config: Any, train: list
 
 
 def _retrieval_prompt(arm: Any, task: Any, pool: list[Example]) -> Callable[[str], Messages]:
-    from tunewise.assets import cache_dir, resolve_model
-    from tunewise.retrieval import build_index
+    from tunewise.arms.retrieval import arm_index
 
-    texts = [e.input for e in pool]
-    if arm.retriever == "embedding":
-        index = build_index("embedding", texts, model_path=resolve_model(arm.embedder),
-                            cache_dir=cache_dir() / "embeddings")
-    else:
-        index = build_index("bm25", texts)
+    index = arm_index(arm, [e.input for e in pool])
 
     def prompt(text: str) -> Messages:
         example = request_example(text)
