@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from tunewise.assets import AssetError
-from tunewise.models import constrained, precision
-from tunewise.models.local import LocalLM, choose_precision
+from tunewise.models import constrained, precision, scoring
+from tunewise.models.local import MIN_SHARED_PREFIX, LocalLM, choose_precision
 
 OPTIONS = ["business", "entertainment", "politics", "sports", "tech", "technology"]
 WORDS = "the market rose as ministers met actors and players in a new phone launch on monday".split()
@@ -80,6 +80,44 @@ def test_scores_do_not_depend_on_batch_composition(tiny: LocalLM) -> None:
         assert shuffled[i] == pytest.approx(alone[j], abs=1e-5)
     for a, b in zip(alone, together):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def _few_shot_prompts(count: int) -> list[list[dict[str, str]]]:
+    """Prompts that share a long start (instructions and exemplar turns), as few-shot prompts do."""
+    rng = random.Random(3)
+    shots = [{"role": "system", "content": "Label the text. " + " ".join(WORDS)}]
+    for label in OPTIONS[:3]:
+        shots += [{"role": "user", "content": " ".join(rng.choice(WORDS) for _ in range(25))},
+                  {"role": "assistant", "content": label}]
+    return [[*shots, {"role": "user", "content": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 30)))}]
+            for _ in range(count)]
+
+
+def test_a_shared_prompt_start_is_computed_once_and_scores_stay_exact(tiny: LocalLM) -> None:
+    prompts = _few_shot_prompts(7)
+    rendered = [tiny.render(p) for p in prompts]
+    shared = scoring.shared_prefix_length(rendered)
+    assert shared >= MIN_SHARED_PREFIX  # the path under test is taken
+    assert all(r[:shared] == rendered[0][:shared] for r in rendered)
+    calls: list[int] = []
+    hook = tiny.model.register_forward_pre_hook(lambda _m, args, kwargs: calls.append(kwargs["input_ids"].shape[1]),
+                                                with_kwargs=True)
+    try:
+        together = tiny.score_options(prompts, OPTIONS, batch_size=3)
+    finally:
+        hook.remove()
+    assert calls[0] == shared and len(calls) == 1 + 3  # the prefix once, then 3 batches of suffixes only
+    assert max(calls[1:]) < max(len(r) for r in rendered) - shared + 6 * 3
+    for messages, row in zip(prompts, together):
+        assert row == pytest.approx(naive_scores(tiny, messages, OPTIONS), abs=1e-4)
+        assert row == pytest.approx(tiny.score_options([messages], OPTIONS)[0], abs=1e-5)
+
+
+def test_shared_prefix_leaves_every_prompt_its_last_token() -> None:
+    assert scoring.shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert scoring.shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert scoring.shared_prefix_length([[7, 2], [1, 2]]) == 0
+    assert scoring.shared_prefix_length([[1, 2, 3]]) == 0
 
 
 def test_mean_normalization_divides_by_option_token_count(tiny: LocalLM) -> None:

@@ -49,6 +49,19 @@ def test_inputs_are_shortened_in_prompts():
     assert shorten("a b", 10) == "a b"
 
 
+@pytest.mark.parametrize("task_type", ["classify", "extract", "generate"])
+def test_exemplars_can_be_cut_shorter_than_the_query(task_type):
+    from tunewise.config import TaskConfig
+
+    long = " ".join(f"w{i}" for i in range(500))
+    config = TaskConfig(type=task_type, max_input_words=40, exemplar_words=8)
+    task = make_task(config, [ex(long, "a")])
+    messages = task.messages(ex(long, "a"), [ex(long, "a", 1)])
+    assert len(messages[1]["content"].split()) == 9 and len(messages[-1]["content"].split()) == 41
+    default = make_task(TaskConfig(type=task_type, max_input_words=40), [ex(long, "a")])
+    assert len(default.messages(ex(long, "a"), [ex(long, "a", 1)])[1]["content"].split()) == 41
+
+
 def test_extract_parses_json_in_prose_and_scores_by_value():
     task = ExtractTask(schema={"type": "object"})
     assert first_json_object('Sure! ```json\n{"total": 12, "currency": "EUR"}\n```') == {"total": 12, "currency": "EUR"}

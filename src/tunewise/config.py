@@ -45,6 +45,9 @@ class TaskConfig(Strict):
     json_schema: dict[str, Any] | None = Field(None, description="For extract: the JSON schema answers must follow.")
     max_input_words: int = Field(200, ge=8, description="Inputs (and exemplars) are cut to this many words in prompts, "
                                                         "so few-shot prompts stay within small models' budgets.")
+    exemplar_words: int | None = Field(None, ge=8, description="Exemplars (few-shot and retrieval) are cut to this many "
+                                       "words; default: max_input_words. Short exemplars still show the answer format "
+                                       "and make k-shot prompts several times cheaper to score.")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget for extract/generate tasks.")
 
 

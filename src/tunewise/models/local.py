@@ -28,6 +28,10 @@ __all__ = ["LocalLM", "Precision", "choose_precision"]
 Messages = list[dict[str, str]]
 Progress = Callable[[int], None]
 
+MIN_SHARED_PREFIX = 32
+"""Shared prompt starts shorter than this are recomputed per row: reusing them saves less than the cache
+copy costs."""
+
 
 class LocalLM:
     """A causal LM and its tokenizer, loaded once, in eval mode, in the precision chosen for the hardware.
@@ -127,22 +131,33 @@ class LocalLM:
             raise ValueError("score_options needs at least one option")
         rendered = [self.render(list(p)) for p in prompts]
         conts = [[self.continuation(list(p), ids, o) for o in options] for p, ids in zip(prompts, rendered)]
-        lengths = [len(ids) + sum(len(c) for c in cs) for ids, cs in zip(rendered, conts)]
+        shared = scoring.shared_prefix_length(rendered)
+        if shared < MIN_SHARED_PREFIX:
+            shared = 0
+        prefix = self._prefix_states(rendered[0][:shared]) if shared else []
+        suffixes = [ids[shared:] for ids in rendered]
+        lengths = [len(ids) + sum(len(c) for c in cs) for ids, cs in zip(suffixes, conts)]
         results: list[list[float]] = [[] for _ in prompts]
         for batch in _length_batches(lengths, batch_size):
-            layout = scoring.layout([rendered[i] for i in batch], [conts[i] for i in batch],
+            layout = scoring.layout([suffixes[i] for i in batch], [conts[i] for i in batch],
                                     self.tokenizer.pad_token_id)
-            mask = scoring.attention_mask(layout.segments, self.precision.dtype)
+            mask = scoring.attention_mask(layout.segments, self.precision.dtype, prefix=shared)
             logits = self.model(input_ids=layout.input_ids.to(self.device),
-                                position_ids=layout.position_ids.to(self.device),
+                                position_ids=(layout.position_ids + shared).to(self.device),
                                 attention_mask=mask.to(self.device), logits_to_keep=layout.keep,
-                                use_cache=False).logits
+                                past_key_values=_expanded(prefix, len(batch), self.model.config) if shared else None,
+                                use_cache=bool(shared)).logits
             for i, per_option in zip(batch, scoring.option_logprobs(logits, layout)):
                 sums = [sum(lp) for lp in per_option]
                 results[i] = sums if normalize == "sum" else [s / len(lp) for s, lp in zip(sums, per_option)]
             if progress is not None:
                 progress(len(batch))
         return results
+
+    def _prefix_states(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values of every layer for the shared prompt start, computed once (batch of one)."""
+        output = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
+        return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
 
     # ------------------------------------------------------------ generation
 
@@ -213,6 +228,14 @@ def _end_of_turn_ids(tokenizer: Any, generation_config: Any) -> list[int]:
     ids = configured if isinstance(configured, list) else [configured]
     ids = [i for i in [*ids, tokenizer.eos_token_id] if i is not None]
     return list(dict.fromkeys(ids))
+
+
+def _expanded(prefix: list[tuple[torch.Tensor, torch.Tensor]], batch: int, config: Any) -> Any:
+    """A fresh cache per batch (the forward pass appends to it) holding the shared prefix for every row."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+                                        for k, v in prefix], config=config)
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:

@@ -69,19 +69,38 @@ def layout(prompts: Sequence[list[int]], continuations: Sequence[Sequence[list[i
     return ScoringBatch(ids, positions, segments, width - first_kept, targets)
 
 
-def attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The additive (B, 1, T, T) mask: causal, and a token sees the prompt plus its own segment only.
+def attention_mask(segments: torch.Tensor, dtype: torch.dtype, prefix: int = 0) -> torch.Tensor:
+    """The additive (B, 1, T, prefix + T) mask: causal, and a token sees the prompt plus its own segment only.
 
-    Padding columns see each other (never an empty row, which would turn softmax into NaN) and no real
-    token sees them. Masked entries hold the dtype's most negative finite value, as transformers does.
+    `prefix` columns of an already computed shared prompt start (see `shared_prefix_length`) come first and
+    every row sees them. Padding columns see each other (never an empty row, which would turn softmax into
+    NaN) and no real token sees them. Masked entries hold the dtype's most negative finite value, as
+    transformers does.
     """
-    width = segments.shape[1]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    query, key = segments[:, :, None], segments[:, None, :]
+    batch, width = segments.shape
+    full = torch.cat([torch.zeros(batch, prefix, dtype=segments.dtype), segments], dim=1)
+    causal = torch.ones(prefix + width, prefix + width, dtype=torch.bool).tril()[prefix:]
+    query, key = segments[:, :, None], full[:, None, :]
     allowed = causal & ((key == 0) | (key == query))
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None]
+
+
+def shared_prefix_length(prompts: Sequence[list[int]]) -> int:
+    """How many leading tokens every prompt shares, leaving each at least its last token.
+
+    Few-shot prompts repeat the same instructions and exemplars in front of every input; computing that
+    part once and reusing its keys and values is what makes them affordable on a CPU. The last token must
+    stay in every row, because its logits predict each option's first token.
+    """
+    if len(prompts) < 2:
+        return 0
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    length = 0
+    while length < limit and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return length
 
 
 def option_logprobs(logits: torch.Tensor, batch: ScoringBatch) -> list[list[list[float]]]:

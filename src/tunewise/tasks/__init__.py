@@ -40,8 +40,10 @@ def make_task(config: Any, train: Sequence[Example]) -> Task:
 
     if config.type == "classify":
         labels = config.labels or sorted({e.label for e in train})
-        return ClassifyTask(labels=labels, instructions=config.instructions, max_input_words=config.max_input_words)
+        return ClassifyTask(labels=labels, instructions=config.instructions, max_input_words=config.max_input_words,
+                            exemplar_words=config.exemplar_words)
     if config.type == "extract":
         return ExtractTask(schema=config.json_schema, instructions=config.instructions,
-                           max_input_words=config.max_input_words)
-    return GenerateTask(instructions=config.instructions, max_input_words=config.max_input_words)
+                           max_input_words=config.max_input_words, exemplar_words=config.exemplar_words)
+    return GenerateTask(instructions=config.instructions, max_input_words=config.max_input_words,
+                        exemplar_words=config.exemplar_words)

@@ -21,6 +21,7 @@ class ClassifyTask:
     labels: list[str]
     instructions: str | None = None
     max_input_words: int = 200
+    exemplar_words: int | None = None
     name: str = "classify"
 
     def system(self, variant: str) -> str:
@@ -37,7 +38,8 @@ class ClassifyTask:
 
     def messages(self, example: Example, exemplars: Sequence[Example] = (), variant: str = "default") -> list[dict[str, str]]:
         return chat_prompt(self.system(variant), example, exemplars,
-                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.label)
+                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.label,
+                           lambda e: shorten(e.input, self.exemplar_words or self.max_input_words))
 
     def parse(self, raw: str) -> str:
         """The label the text commits to: an `Answer:` line, else an exact match, else the first label named."""

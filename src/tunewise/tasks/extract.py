@@ -25,6 +25,7 @@ class ExtractTask:
     schema: dict[str, Any] | None = None
     instructions: str | None = None
     max_input_words: int = 200
+    exemplar_words: int | None = None
     name: str = "extract"
     labels: None = None
 
@@ -35,7 +36,8 @@ class ExtractTask:
 
     def messages(self, example: Example, exemplars: Sequence[Example] = (), variant: str = "default") -> list[dict[str, str]]:
         return chat_prompt(self.system(variant), example, exemplars,
-                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.output.strip())
+                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.output.strip(),
+                           lambda e: shorten(e.input, self.exemplar_words or self.max_input_words))
 
     def parse(self, raw: str) -> str:
         """The first JSON object in the reply, canonicalised; "" when there is none or it breaks the schema."""

@@ -17,6 +17,7 @@ from tunewise.tasks.prompting import chat_prompt
 class GenerateTask:
     instructions: str | None = None
     max_input_words: int = 200
+    exemplar_words: int | None = None
     name: str = "generate"
     labels: None = None
 
@@ -25,7 +26,8 @@ class GenerateTask:
 
     def messages(self, example: Example, exemplars: Sequence[Example] = (), variant: str = "default") -> list[dict[str, str]]:
         return chat_prompt(self.system(variant), example, exemplars,
-                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.output.strip())
+                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.output.strip(),
+                           lambda e: shorten(e.input, self.exemplar_words or self.max_input_words))
 
     def parse(self, raw: str) -> str:
         return raw.strip()

@@ -12,10 +12,12 @@ from tunewise.schema import Example
 
 
 def chat_prompt(system: str, example: Example, exemplars: Sequence[Example],
-                render_input: Callable[[Example], str], render_output: Callable[[Example], str]) -> list[dict[str, str]]:
+                render_input: Callable[[Example], str], render_output: Callable[[Example], str],
+                render_exemplar: Callable[[Example], str] | None = None) -> list[dict[str, str]]:
+    """`render_exemplar` renders an exemplar's input (default: as the query's), e.g. cut shorter."""
     messages = [{"role": "system", "content": system}]
     for shot in exemplars:
-        messages += [{"role": "user", "content": render_input(shot)},
+        messages += [{"role": "user", "content": (render_exemplar or render_input)(shot)},
                      {"role": "assistant", "content": render_output(shot)}]
     messages.append({"role": "user", "content": render_input(example)})
     return messages
