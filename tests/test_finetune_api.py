@@ -128,11 +128,11 @@ def test_bad_uploads_and_bad_jobs_are_refused_with_the_field_named(base, tiny_mo
             ({"model": name, "training_file": "file-000000000000000000000000"}, 404, "training_file"),
             ({"model": name, "training_file": good.id, "validation_file": "x"}, 404, "validation_file"),
             ({"model": name, "training_file": good.id, "hyperparameters": {"n_epochs": 0}}, 400,
-             "hyperparameters.n_epochs.int"),
+             "hyperparameters.n_epochs"),
             ({"model": name, "training_file": good.id, "hyperparameters": {"n_epoch": 2}}, 400,
              "hyperparameters.n_epoch"),
             ({"model": name, "training_file": good.id, "hyperparameters": {"learning_rate_multiplier": "2"}}, 400,
-             "hyperparameters.learning_rate_multiplier.float"),
+             "hyperparameters.learning_rate_multiplier"),
             ({"model": name, "training_file": good.id, "suffix": "no spaces"}, 400, "suffix"),
             ({"model": name, "training_file": good.id, "method": {"type": "dpo"}}, 400, "method.type"),
             ({"model": name}, 400, "training_file"),
@@ -189,13 +189,13 @@ def test_jobs_survive_a_restart_and_an_interrupted_one_resumes(base, tiny_model_
         first = wait_for(api, first.id, {"succeeded", "failed"})
         assert first.status == "succeeded"
         slow = api.fine_tuning.jobs.create(model=tiny_model_dir.name, training_file=uploaded.id, suffix="slow",
-                                           hyperparameters={**hyper, "n_epochs": 30})
+                                           hyperparameters={**hyper, "n_epochs": 8})
         while (getattr(api.fine_tuning.jobs.retrieve(slow.id), "tunewise", None) or {}).get("step", 0) < 4:
             time.sleep(0.05)
     on_disk = json.loads((state_dir / "jobs" / slow.id / "job.json").read_text())
     assert on_disk["status"] == "running"
     paused_at = on_disk["tunewise"]["step"]
-    assert 4 <= paused_at < 30 * 3
+    assert 4 <= paused_at < 8 * 3
     with server(base, state_dir=state_dir, precision="fp32") as (url, _):
         api = client(url)
         assert api.files.retrieve(uploaded.id).bytes == len(jsonl(chats()))

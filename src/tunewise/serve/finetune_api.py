@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tunewise.serve.errors import APIError
 from tunewise.serve.files import FILE_ID, FileRejected, FileStore
@@ -31,11 +31,27 @@ from tunewise.serve.multipart import FormError, parse_form
 _STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 
 
+_RANGES = {"n_epochs": (1, 50), "batch_size": (1, 256), "learning_rate_multiplier": (1e-6, 1000)}
+
+
 class Hyperparameters(BaseModel):
+    """OpenAI's three knobs; "auto" lets the job choose (finetuner.resolve_hyperparameters)."""
+
     model_config = _STRICT
-    n_epochs: Annotated[int, Field(ge=1, le=50)] | Literal["auto"] = "auto"
-    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
-    learning_rate_multiplier: Annotated[float, Field(gt=0, le=100)] | Literal["auto"] = "auto"
+    n_epochs: Any = "auto"
+    batch_size: Any = "auto"
+    learning_rate_multiplier: Any = "auto"
+
+    @field_validator("n_epochs", "batch_size", "learning_rate_multiplier")
+    @classmethod
+    def _auto_or_in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        # one check per field (not a typed union) so an error names the field, not a union member
+        low, high = _RANGES[info.field_name]  # type: ignore[index]
+        number = (int, float) if info.field_name == "learning_rate_multiplier" else (int,)
+        if value == "auto" or (isinstance(value, number) and not isinstance(value, bool) and low <= value <= high):
+            return value
+        kind = "a number" if len(number) == 2 else "a whole number"
+        raise ValueError(f"must be \"auto\" or {kind} from {low:g} to {high:g}")
 
 
 class Supervised(BaseModel):
