@@ -22,7 +22,8 @@ from tunewise.atomic import atomic_open, atomic_write_text
 
 PURPOSES = ("fine-tune",)
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
-SHOWN_ERRORS = 5  # problems spelled out in a rejection; the count says how many more there are
+SHOWN_ERRORS = 5
+MIN_TRAINING_EXAMPLES = 10  # `tunewise check`'s own minimum (CheckOptions.min_examples)  # problems spelled out in a rejection; the count says how many more there are
 
 
 class FileRejected(ValueError):
@@ -72,9 +73,12 @@ def check_upload(path: Path, filename: str) -> tuple[int, list[str]]:
     (and reports) over-long examples when it trains.
     """
     from tunewise.data.check_report import check_file
+    from tunewise.data.checks import CheckOptions
     from tunewise.data.tokens import TokenCounter
 
-    report = check_file(path, fmt="jsonl", counter=TokenCounter(None, None, "words"))
+    # the minimum count is a job's rule for its training file (MIN_TRAINING_EXAMPLES); a validation file may be small
+    report = check_file(path, fmt="jsonl", counter=TokenCounter(None, None, "words"),
+                        options=CheckOptions(min_examples=1))
     if report.errors:
         raise FileRejected(describe_errors(filename, report), "invalid_training_file")
     warnings = [f"line {w.line}: {w.message}" if w.line is not None else w.message for w in report.warnings]

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tunewise.serve.errors import APIError
-from tunewise.serve.files import FILE_ID, FileRejected, FileStore
+from tunewise.serve.files import FILE_ID, MIN_TRAINING_EXAMPLES, FileRejected, FileStore
 from tunewise.serve.finetuner import FineTuner, JobConflict, trainable
 from tunewise.serve.jobs import JOB_ID, TERMINAL, JobStore, page
 from tunewise.serve.multipart import FormError, parse_form
@@ -212,6 +212,11 @@ def add_finetune_routes(app: FastAPI, files: FileStore, jobs: JobStore, tuner: F
                 if record.purpose != "fine-tune":
                     raise APIError(400, f"{param} {file_id} was uploaded with purpose {record.purpose!r}; upload it "
                                         "with purpose fine-tune", param=param, code="invalid_value")
+                if param == "training_file" and record.examples < MIN_TRAINING_EXAMPLES:
+                    raise APIError(400, f"training_file {file_id} ({record.filename}) has {record.examples} "
+                                        f"example(s); fine-tuning needs at least {MIN_TRAINING_EXAMPLES} (100+ "
+                                        "recommended). Fix: upload more examples", param=param,
+                                   code="invalid_training_file")
         hyper = body.chosen()
         job = await asyncio.to_thread(jobs.create, {
             "model": body.model, "training_file": body.training_file, "validation_file": body.validation_file,
