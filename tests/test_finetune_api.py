@@ -8,6 +8,10 @@ with it by the `fine_tuned_model` name the job returned.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -215,3 +219,56 @@ def test_the_api_is_off_without_a_state_folder(base):
         response = httpx.get(f"{url}/v1/fine_tuning/jobs")
         assert response.status_code == 404 and "--state-dir" in response.json()["error"]["message"]
         assert httpx.post(f"{url}/v1/files").json()["error"]["code"] == "finetuning_disabled"
+
+
+def start_cli_server(model_dir: Path, state_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`tunewise serve` in its own process (so it can be killed for real); returns it and its root URL."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "TUNEWISE_API_KEYS": ""}
+    process = subprocess.Popen([sys.executable, "-m", "tunewise.cli", "serve", "--model", str(model_dir), "--port", "0",
+                                "--precision", "fp32", "--state-dir", str(state_dir)],
+                               stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        assert line or process.poll() is None, "the server exited before listening"
+        if "listening on" in line:
+            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()  # keep the pipe drained
+            return process, line.split("listening on", 1)[1].strip().removesuffix("/v1")
+    process.kill()
+    raise AssertionError("the server did not start")
+
+
+def test_a_job_killed_mid_training_resumes_from_its_checkpoint_in_a_new_process(tiny_model_dir, tmp_path):
+    state_dir = tmp_path / "state"
+    process, url = start_cli_server(tiny_model_dir, state_dir)
+    try:
+        api = client(url)
+        uploaded = api.files.create(file=("colours.jsonl", jsonl(chats())), purpose="fine-tune")
+        job = api.fine_tuning.jobs.create(model=tiny_model_dir.name, training_file=uploaded.id, hyperparameters={
+            "n_epochs": 6, "batch_size": 4, "learning_rate_multiplier": 150})  # 3 steps an epoch, a checkpoint each
+        deadline = time.monotonic() + 120
+        while (getattr(api.fine_tuning.jobs.retrieve(job.id), "tunewise", None) or {}).get("step", 0) < 4:
+            assert time.monotonic() < deadline, "training did not pass its first checkpoint"
+            time.sleep(0.02)
+        process.kill()  # SIGKILL: no chance to pause or save anything
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert json.loads((state_dir / "jobs" / job.id / "job.json").read_text())["status"] == "running"
+    process, url = start_cli_server(tiny_model_dir, state_dir)
+    try:
+        api = client(url)
+        done = wait_for(api, job.id, {"succeeded", "failed", "cancelled"})
+        assert done.status == "succeeded", done.error
+        messages = [e.message for e in api.fine_tuning.jobs.list_events(job.id, limit=100)]
+        assert any("restarted" in m for m in messages)
+        resumed = next(m for m in messages if "resuming at step" in m)
+        assert int(resumed.rsplit(" ", 1)[1]) >= 3, resumed
+        reply = api.chat.completions.create(model=done.fine_tuned_model, max_tokens=4, temperature=0,
+                                            messages=[{"role": "user", "content": QUESTIONS[2]}])
+        assert reply.choices[0].message.content == REPLY
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
