@@ -229,7 +229,8 @@ class FineTuner:
                                     "resumes when the server starts again")
             return
         with self._lock:
-            if job_id in self._stop.cancel:
+            if job_id in self._stop.cancel:  # cancelled between the last step and here
+                shutil.rmtree(work, ignore_errors=True)
                 return
             self._committing.add(job_id)
         try:
