@@ -53,8 +53,8 @@ def trainable(served: ServedModel | None) -> str | None:
     if served.engine is None or served.kind != "lm":
         return "is not a causal language model"
     if served.adapter is not None or served.prompt is not None or served.labels is not None:
-        return ("is an adapter or an evaluated arm, not a base model; fine-tune its base model "
-                f"({Path(served.engine.lm.name).name}) instead")
+        base = served.extra.get("base_model") or Path(served.engine.lm.name).name
+        return f"is an adapter or an evaluated arm, not a base model; fine-tune its base model ({base}) instead"
     return None
 
 
