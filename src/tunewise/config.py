@@ -154,6 +154,25 @@ class ReplayConfig(Strict):
                                                          "(a seeded sample).")
 
 
+class RemoteTraining(Strict):
+    """Where a `provider: openai` fine-tuning arm trains: any OpenAI-compatible fine-tuning endpoint (OpenAI
+    itself, or a tunewise server started with --state-dir)."""
+
+    base_url: str = Field(description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the key; null for "
+                                                                  "none (a local server without keys).")
+    learning_rate_multiplier: float | None = Field(None, gt=0, description="Sent as the job's "
+                                                   "learning_rate_multiplier; default: auto (the endpoint chooses).")
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$", description="Suffix of the fine-tuned model's "
+                                                                                  "name; default: the arm name.")
+    poll_interval_s: float = Field(5.0, gt=0, le=600, description="How often the job's status and events are read.")
+    job_timeout_s: float = Field(86_400.0, gt=0, description="Give up following the job after this long (it keeps "
+                                                             "running; `--resume` follows it again).")
+    request_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (uploads, job calls, scoring).")
+    concurrency: int = Field(4, ge=1, le=256, description="Scoring requests in flight at once.")
+    retries: int = Field(4, ge=0, le=20, description="Scoring retries on 429/5xx/timeouts, with backoff.")
+
+
 class FinetuneArm(_ArmBase):
     """A model fine-tuned on the training split (validated on the validation split), then scored on the same
     test examples as every other arm. lora/full train a causal LM on the task's own prompt with the reference
@@ -161,6 +180,10 @@ class FinetuneArm(_ArmBase):
     sequence-classification head on an encoder (or decoder)."""
 
     type: Literal["finetune"]
+    provider: Literal["local", "openai"] = Field("local", description="local: train here with the engine; openai: "
+                                                 "upload the training split to an OpenAI-compatible fine-tuning "
+                                                 "endpoint (see `remote`), follow the job, score its model there.")
+    remote: RemoteTraining | None = Field(None, description="provider openai: the endpoint and how to follow the job.")
     method: Literal["lora", "full", "classifier"] = Field("lora", description="lora: low-rank adapters on a frozen "
                                                           "causal LM; full: every weight; classifier: a classification "
                                                           "head (classify tasks only).")
@@ -200,6 +223,7 @@ class FinetuneArm(_ArmBase):
 
     @model_validator(mode="after")
     def _settings_match_method(self) -> FinetuneArm:
+        self._remote_fits()
         if self.learning_curve is not None and not all(0 < f < 1 for f in self.learning_curve):
             raise ValueError(f"learning_curve {self.learning_curve}: fractions must lie strictly between 0 and 1 "
                              "(the full training split is always the arm itself)")
@@ -231,6 +255,28 @@ class FinetuneArm(_ArmBase):
             self.model = "smollm2"
         self.training = self.training.model_copy(update={"method": self.method})
         return self
+
+    def _remote_fits(self) -> None:
+        """provider openai sends the data, epochs, batch size and seed; everything that trains here is refused."""
+        if self.provider == "local":
+            if self.remote is not None:
+                raise ValueError("`remote` configures provider openai; set provider: openai or remove it")
+            return
+        if self.remote is None:
+            raise ValueError("provider openai needs `remote` with at least base_url (the fine-tuning endpoint)")
+        if self.model is None:
+            raise ValueError("provider openai: set `model` to the base model name the endpoint fine-tunes")
+        if self.method != "lora":
+            raise ValueError(f"provider openai: method {self.method!r} is decided by the endpoint; leave method unset")
+        local = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay",
+                                   "forgetting_probe") if getattr(self, name)]
+        sent = {"method", "epochs", "batch_size", "seed"}
+        # compared with the defaults, not by presence: a saved manifest spells every field out
+        local += [f"training.{name}" for name, value in self.training.model_dump(exclude=sent).items()
+                  if value != SFTSettings.model_fields[name].get_default(call_default_factory=True)]
+        if local:
+            raise ValueError(f"provider openai: {', '.join(local)} only apply to local training; the endpoint gets "
+                             "training.epochs, training.batch_size, training.seed and remote.learning_rate_multiplier")
 
 
 class RemotePrice(Strict):
@@ -470,7 +516,7 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, FinetuneArm, StageConfig, ReplayConfig, AugmentConfig, SFTSettings, ClassifierConfig,
+                  RemoteArm, EnsembleArm, FinetuneArm, RemoteTraining, StageConfig, ReplayConfig, AugmentConfig, SFTSettings, ClassifierConfig,
                   SearchConfig,
                   EvaluationConfig, RobustnessConfig, PerturbationConfig, CostConfig,
                   RemotePrice, Experiment):

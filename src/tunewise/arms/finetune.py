@@ -68,6 +68,12 @@ def _write_training(ctx: ArmContext, arm: FinetuneArm, record: dict[str, Any]) -
 
 
 def run(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
+    if arm.provider == "openai":
+        from tunewise.arms import finetune_remote
+
+        train = training_examples(_subset(ctx.train, arm.max_train_examples, ctx), ctx, arm.prompt)
+        val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
+        return finetune_remote.run(arm, ctx, max_new_tokens, train, val)
     if arm.method == "classifier":
         return _run_classifier(arm, ctx)
     return _run_sft(arm, ctx, max_new_tokens, task_config)

@@ -56,7 +56,7 @@ def _arm_cost(arm: Any, predictions: Sequence[Prediction], experiment: Experimen
     if isinstance(arm, EnsembleArm):
         members = [known.get(m) for m in arm.members]
         return None if any(c is None for c in members) else sum(members)
-    if isinstance(arm, RemoteArm):
+    if isinstance(arm, RemoteArm) or getattr(arm, "provider", "local") == "openai":  # answered by an endpoint
         price = experiment.cost.remote_prices.get(arm.model)
         return None if price is None else costs.cost_per_1k_requests(predictions, price=price)
     return costs.cost_per_1k_requests(predictions, hourly_usd=experiment.cost.hardware_usd_per_hour)

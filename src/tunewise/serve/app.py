@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,13 +33,26 @@ from tunewise.serve.cache import LRUCache, SemanticCache, cache_key, cacheable
 from tunewise.serve.capture import Capture
 from tunewise.serve.config import ServeConfig
 from tunewise.serve.errors import APIError, envelope, error_response, from_validation
+from tunewise.serve.files import FileStore
+from tunewise.serve.finetuner import FineTuner
+from tunewise.serve.jobs import JobStore
 from tunewise.serve.metrics import ServeMetrics
 from tunewise.serve.models import ServedModel, request_example, softmax
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
 
 log = logging.getLogger("tunewise.serve")
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/ready", "/metrics")
+_PREFIXES = ("/v1/models", "/v1/files", "/v1/fine_tuning/jobs")  # metrics label an id-bearing path by its prefix
 _OPEN = ("/health", "/ready")
+
+
+@dataclass
+class FineTuning:
+    """The fine-tuning API's stores and its training worker."""
+
+    files: FileStore
+    jobs: JobStore
+    tuner: FineTuner
 
 
 @dataclass
@@ -53,11 +67,14 @@ class ServerState:
     cache: LRUCache
     semantic: SemanticCache | None = None
     capture: Capture | None = None
+    finetune: FineTuning | None = None  # /v1/files and /v1/fine_tuning, when the server has a state folder
     draining: bool = False
     in_flight: int = 0
     started: float = field(default_factory=time.time)
 
     def close(self) -> None:
+        if self.finetune is not None:
+            self.finetune.tuner.close()  # training pauses with a checkpoint before the engines stop
         self.batcher.close()
         if self.capture is not None:
             self.capture.close()
@@ -68,6 +85,8 @@ class ServerState:
 
 def _run_batch(models: dict[str, ServedModel], key: Hashable, payloads: list[Any]) -> list[Any]:
     kind, name = key[0], key[1]  # type: ignore[index]
+    if kind == "call":  # engine changes (attaching a new adapter) run here, between batches
+        return [call() for call in payloads]
     served = models[name]
     if kind == "classical":
         return served.classical.predict_scores([request_example(text) for text in payloads])
@@ -339,7 +358,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        route = path if path in ROUTES else ("/v1/models" if path.startswith("/v1/models/") else "other")
+        route = path if path in ROUTES else next((p for p in _PREFIXES if path.startswith(p + "/")), "other")
         started = time.perf_counter()
         status = [500]
 
@@ -433,7 +452,8 @@ def create_app(state: ServerState) -> Any:
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [card(m) for m in state.models.values()]}
+        # a copy first: the fine-tuning worker may add a model while this runs
+        return {"object": "list", "data": [card(m) for m in list(state.models.values())]}
 
     @app.get("/v1/models/{name:path}")
     async def one_model(name: str) -> dict[str, Any]:
@@ -488,7 +508,26 @@ def create_app(state: ServerState) -> Any:
                              "usage": {"prompt_tokens": sum(a.prompt_tokens for a in answers),
                                        "total_tokens": sum(a.prompt_tokens for a in answers)}})
 
+    _mount_finetuning(app, state)
     return Gate(app, state)
+
+
+def _mount_finetuning(app: FastAPI, state: ServerState) -> None:
+    """The files and fine-tuning endpoints, or (without a state folder) a 404 that says how to turn them on."""
+    if state.finetune is not None:
+        from tunewise.serve.finetune_api import add_finetune_routes
+
+        add_finetune_routes(app, state.finetune.files, state.finetune.jobs, state.finetune.tuner, state.models,
+                            read_json=lambda request: _read_json(request, state.config.max_body_bytes), parse=_parse,
+                            max_upload_bytes=state.config.max_upload_bytes)
+        return
+
+    @app.api_route("/v1/files{rest:path}", methods=["GET", "POST", "DELETE"])
+    @app.api_route("/v1/fine_tuning/{rest:path}", methods=["GET", "POST", "DELETE"])
+    async def finetuning_off(rest: str) -> Response:
+        raise APIError(404, "the files and fine-tuning API is off on this server. Fix: start it with "
+                            "--state-dir DIR (a folder for uploads, jobs and the models they train).",
+                       code="finetuning_disabled")
 
 
 async def _classified(state: ServerState, served: ServedModel, text: str, labels: list[str] | None) -> Answer:
@@ -520,4 +559,22 @@ def build_state(models: list[ServedModel], config: ServeConfig) -> ServerState:
         semantic=SemanticCache(minilm_embedder(), config.semantic_threshold) if config.semantic_cache else None,
         capture=Capture(config.capture_path, config.capture_pii) if config.capture_path else None)
     holder["state"] = state
+    if config.state_dir is not None:
+        state.finetune = _finetuning(config, by_name, batcher)
     return state
+
+
+def _finetuning(config: ServeConfig, models: dict[str, ServedModel], batcher: MicroBatcher) -> FineTuning:
+    """Open the stores under the state folder and start the training worker (which takes up unfinished jobs)."""
+    def on_engine(call: Any) -> Any:
+        while True:  # a full queue only delays attaching a finished model; it must not lose it
+            try:
+                return batcher.submit(("call", ""), call).result()
+            except QueueFull:
+                time.sleep(0.1)
+
+    root = Path(config.state_dir)  # type: ignore[arg-type]
+    files, jobs = FileStore(root / "files"), JobStore(root / "jobs")
+    tuner = FineTuner(root, files, jobs, models, on_engine, config.precision)
+    tuner.start()
+    return FineTuning(files, jobs, tuner)

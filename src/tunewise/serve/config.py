@@ -45,6 +45,11 @@ class ServeConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="Local model precision; auto = "
                                                                "bf16 where the hardware runs it fast.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: all cores.")
+    state_dir: Path | None = Field(None, description="Folder for uploaded files, fine-tuning jobs and the models they "
+                                   "train; turns on /v1/files and /v1/fine_tuning/jobs (off when unset). Jobs survive "
+                                   "a restart: an interrupted one resumes from its last checkpoint.")
+    max_upload_bytes: int = Field(64_000_000, ge=1024, description="Largest file accepted by POST /v1/files; larger "
+                                  "uploads get 413.")
 
     @model_validator(mode="after")
     def _budgets_agree(self) -> ServeConfig:

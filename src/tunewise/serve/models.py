@@ -231,6 +231,8 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
             kind = raw_arms.get(name, {}).get("type")
             if kind in ("remote", "ensemble"):
                 return f"a {kind} arm is not served by tunewise"
+            if raw_arms.get(name, {}).get("provider") == "openai":
+                return "fine-tuned at its remote endpoint; its model is served there (training/<arm>.json names it)"
             return f"{kind} arm without an exported model in {adapter_root / name}" if kind else "no such arm"
 
         raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({why(n)})' for n in unknown)} from {run_dir}. "

@@ -112,5 +112,10 @@ def run_server(config: Any, *, run: Any = None, arms: list[str] | None = None, m
         log(f"serving {served.name}: {served.description}")
     log(f"auth: {'API key required' if state.keys.required else 'open (no API key configured)'}; "
         f"batches of up to {config.max_batch} within {config.max_wait_ms:g} ms; queue {config.max_queue}")
+    if state.finetune is not None:
+        jobs = state.finetune.jobs.all()
+        tuned = [name for name, m in state.models.items() if m.owned_by == "fine-tuning-job"]
+        log(f"fine-tuning API on (/v1/files, /v1/fine_tuning/jobs): state in {config.state_dir}; {len(jobs)} job(s), "
+            f"{len(tuned)} fine-tuned model(s) served again")
     log(f"listening on http://{host}:{port}/v1")
     serve_forever(create_app(state), state, sock)
