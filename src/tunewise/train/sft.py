@@ -36,7 +36,8 @@ from tunewise.atomic import atomic_dir, atomic_write_text
 from tunewise.models.precision import Precision, choose_precision, resolve_device
 from tunewise.schema import Example
 from tunewise.train import checkpoints
-from tunewise.train.sft_data import LengthGroupedBatches, TokenizedExample, collate, tokenize_examples
+from tunewise.train.sft_data import LengthGroupedBatches, TokenizedExample, collate
+from tunewise.train.token_cache import TokenCache
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done_steps, total_steps)` after every optimizer step."""
@@ -126,6 +127,8 @@ class SFTInfo:
     history: list[LossPoint] = field(default_factory=list)
     gap_warning: str | None = None
     processes: int = 1
+    tokenize_seconds: float = 0.0
+    tokenized_from_cache: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -359,6 +362,14 @@ class SFTModel:
         return folder
 
 
+def _token_cache_folder(token_cache: Path | bool) -> Path | None:
+    if token_cache is True:
+        from tunewise.assets import cache_dir
+
+        return cache_dir() / "tokenized"
+    return Path(token_cache) if token_cache else None
+
+
 def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
     problems = []
     if not train:
@@ -376,8 +387,11 @@ def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
 def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSettings, model: str,
               output_dir: Path, *, progress: ProgressCallback | None = None, resume: bool = True,
               log: Callable[[str], None] = lambda message: None, callbacks: Sequence[Any] = (),
-              init_from: Path | None = None) -> SFTModel:
+              init_from: Path | None = None, token_cache: Path | bool = True) -> SFTModel:
     """Fine-tune `model` (folder, hub id or bundled alias) on chat examples; checkpoints in `output_dir`.
+
+    `token_cache`: where tokenized examples are remembered across calls (`token_cache.py`): True for the user
+    cache folder, a folder, or False to tokenize every time.
 
     With `resume` (the default) training continues from the newest complete checkpoint in
     `output_dir/checkpoints`, if any. On SIGTERM a checkpoint is written, training stops and the returned
@@ -398,8 +412,11 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     precision = choose_precision(device, settings.precision)
     set_seed(settings.seed)  # before adapters are created: their initialisation is random
     net, tokenizer = _load_model(source, settings, init_from)
-    train_items, dropped, truncated = tokenize_examples(train, tokenizer, settings.max_length)
-    val_items, _, _ = tokenize_examples(val, tokenizer, settings.max_length)
+    tokenizing = time.perf_counter()
+    cache = TokenCache(_token_cache_folder(token_cache), tokenizer, settings.max_length)
+    train_items, dropped, truncated = cache.tokenize(train)
+    val_items, _, _ = cache.tokenize(val)
+    tokenize_seconds = time.perf_counter() - tokenizing
     if not train_items:
         raise SFTError(f"no training example keeps an assistant token within max_length={settings.max_length}. "
                        "Fix: raise max_length or shorten the prompts")
@@ -481,7 +498,8 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         best_val_loss=min(val_losses) if val_losses else None,
         stopped_early=not interrupted and state.global_step < planned, interrupted=interrupted,
         resumed_from=checkpoints.step_of(start) if start is not None else None, history=history,
-        gap_warning=gap_warning(history), processes=args.world_size)
+        gap_warning=gap_warning(history), processes=args.world_size, tokenize_seconds=round(tokenize_seconds, 3),
+        tokenized_from_cache=cache.hits > 0 and cache.misses == 0)
     return SFTModel(trainer.model, tokenizer, settings, str(model), precision, info)
 
 
