@@ -152,6 +152,31 @@ def _collator(pad_id: int) -> Callable[[list[TokenizedExample]], dict[str, torch
     return lambda batch: collate(batch, pad_id)
 
 
+@dataclass
+class _TrainingClock:
+    """Training seconds across interruptions: those recorded in the checkpoint resumed from, plus this run's.
+
+    Each checkpoint's completion marker records the total so far, so a resumed run reports what the whole
+    training cost (up to the last checkpoint before a kill -9; work after it is lost and not counted).
+    """
+
+    before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def restart(self) -> None:
+        self.started = time.perf_counter()
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+def _seconds_recorded(checkpoint: Path | None) -> float:
+    if checkpoint is None:
+        return 0.0
+    marker = json.loads((checkpoint / checkpoints.MARKER).read_text(encoding="utf-8"))
+    return float(marker.get("train_seconds", 0.0))  # checkpoints written before this field count as 0
+
+
 # ------------------------------------------------------------------------------------------ signals
 
 
@@ -217,10 +242,12 @@ def _trainer_class() -> type:
     class SFTTrainer(Trainer):
         """Trainer with our length-grouped batch order and crash-safe, self-rotated checkpoints."""
 
-        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, clock: _TrainingClock,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._batches = batches
             self._keep_last = keep_last
+            self._clock = clock
 
         def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                          num_items_in_batch: torch.Tensor | int | None = None) -> Any:
@@ -238,7 +265,8 @@ def _trainer_class() -> type:
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 root = Path(self.args.output_dir)
-                checkpoints.mark_complete(root / f"checkpoint-{self.state.global_step}")
+                checkpoints.mark_complete(root / f"checkpoint-{self.state.global_step}",
+                                          train_seconds=round(self._clock.total(), 3))
                 best = self.state.best_model_checkpoint
                 checkpoints.rotate(root, self._keep_last, Path(best) if best else None)
 
@@ -464,6 +492,7 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
     )
+    clock = _TrainingClock(before=_seconds_recorded(start))
     with _sigterm_flag() as stop:
         hooks = _callbacks(stop, progress) + list(callbacks)
         if evaluate:
@@ -472,16 +501,16 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
             model=net, args=args, train_dataset=_Tokenized(train_items),
             eval_dataset=_Tokenized(val_items) if evaluate else None,
             data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=hooks,
-            batches=batches, keep_last=settings.keep_checkpoints)
+            batches=batches, keep_last=settings.keep_checkpoints, clock=clock)
         trainer.model_accepts_loss_kwargs = True  # our compute_loss normalises by the accumulated token count
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
         if start is not None:
             log(f"resuming from {start.name}")
-        started = time.perf_counter()
+        clock.restart()
         trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
-        seconds = time.perf_counter() - started
+        seconds = clock.total()
         interrupted = stop.is_set()
 
     state = trainer.state
