@@ -61,9 +61,16 @@ def test_kill_9_at_a_random_step_then_resume_equals_the_uninterrupted_run(
     worker.wait(timeout=30)
     assert not (tmp_path / "final.safetensors").exists(), f"the worker finished before the kill at step {step}"
 
+    from tunewise.train import checkpoints
+
+    resume_point = checkpoints.latest(tmp_path / "checkpoints")
+    assert resume_point is not None
+    before = json.loads((resume_point / checkpoints.MARKER).read_text())["train_seconds"]
     _finish(_start(tiny_model_dir, tmp_path))
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["resumed_from"] is not None and info["resumed_from"] >= step, (step, info["resumed_from"])
+    # the training time before the kill counts: the reported seconds include what the checkpoint recorded
+    assert 0 < before <= info["seconds"], (before, info["seconds"])
     assert info["steps"] == TOTAL_STEPS
     resumed = load_file(tmp_path / "final.safetensors")
     assert resumed.keys() == reference.keys()
@@ -97,6 +104,16 @@ def test_sigterm_writes_a_checkpoint_and_exits_0(tiny_model_dir: Path, tmp_path:
 
     last = checkpoints.latest(tmp_path / "checkpoints")
     assert last is not None and checkpoints.step_of(last) == info["steps"]
+
+    # Resuming adds to the seconds the checkpoint recorded: pretend the first part took 1000 s.
+    marker = last / checkpoints.MARKER
+    recorded = json.loads(marker.read_text())
+    assert recorded["train_seconds"] > 0
+    marker.write_text(json.dumps(recorded | {"train_seconds": 1000.0}))
+    _finish(_start(tiny_model_dir, tmp_path))
+    resumed = json.loads((tmp_path / "info.json").read_text())
+    assert resumed["resumed_from"] == info["steps"] and resumed["steps"] == TOTAL_STEPS
+    assert resumed["seconds"] > 1000.0
 
 
 def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_model_dir: Path) -> None:

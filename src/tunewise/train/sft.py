@@ -36,7 +36,8 @@ from tunewise.atomic import atomic_dir, atomic_write_text
 from tunewise.models.precision import Precision, choose_precision, resolve_device
 from tunewise.schema import Example
 from tunewise.train import checkpoints
-from tunewise.train.sft_data import LengthGroupedBatches, TokenizedExample, collate, tokenize_examples
+from tunewise.train.sft_data import LengthGroupedBatches, TokenizedExample, collate
+from tunewise.train.token_cache import TokenCache
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done_steps, total_steps)` after every optimizer step."""
@@ -126,6 +127,8 @@ class SFTInfo:
     history: list[LossPoint] = field(default_factory=list)
     gap_warning: str | None = None
     processes: int = 1
+    tokenize_seconds: float = 0.0
+    tokenized_from_cache: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +150,31 @@ class _Tokenized(torch.utils.data.Dataset):
 
 def _collator(pad_id: int) -> Callable[[list[TokenizedExample]], dict[str, torch.Tensor]]:
     return lambda batch: collate(batch, pad_id)
+
+
+@dataclass
+class _TrainingClock:
+    """Training seconds across interruptions: those recorded in the checkpoint resumed from, plus this run's.
+
+    Each checkpoint's completion marker records the total so far, so a resumed run reports what the whole
+    training cost (up to the last checkpoint before a kill -9; work after it is lost and not counted).
+    """
+
+    before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def restart(self) -> None:
+        self.started = time.perf_counter()
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+def _seconds_recorded(checkpoint: Path | None) -> float:
+    if checkpoint is None:
+        return 0.0
+    marker = json.loads((checkpoint / checkpoints.MARKER).read_text(encoding="utf-8"))
+    return float(marker.get("train_seconds", 0.0))  # checkpoints written before this field count as 0
 
 
 # ------------------------------------------------------------------------------------------ signals
@@ -214,10 +242,12 @@ def _trainer_class() -> type:
     class SFTTrainer(Trainer):
         """Trainer with our length-grouped batch order and crash-safe, self-rotated checkpoints."""
 
-        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, clock: _TrainingClock,
+                     **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._batches = batches
             self._keep_last = keep_last
+            self._clock = clock
 
         def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                          num_items_in_batch: torch.Tensor | int | None = None) -> Any:
@@ -235,7 +265,8 @@ def _trainer_class() -> type:
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 root = Path(self.args.output_dir)
-                checkpoints.mark_complete(root / f"checkpoint-{self.state.global_step}")
+                checkpoints.mark_complete(root / f"checkpoint-{self.state.global_step}",
+                                          train_seconds=round(self._clock.total(), 3))
                 best = self.state.best_model_checkpoint
                 checkpoints.rotate(root, self._keep_last, Path(best) if best else None)
 
@@ -359,6 +390,14 @@ class SFTModel:
         return folder
 
 
+def _token_cache_folder(token_cache: Path | bool) -> Path | None:
+    if token_cache is True:
+        from tunewise.assets import cache_dir
+
+        return cache_dir() / "tokenized"
+    return Path(token_cache) if token_cache else None
+
+
 def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
     problems = []
     if not train:
@@ -376,8 +415,11 @@ def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
 def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSettings, model: str,
               output_dir: Path, *, progress: ProgressCallback | None = None, resume: bool = True,
               log: Callable[[str], None] = lambda message: None, callbacks: Sequence[Any] = (),
-              init_from: Path | None = None) -> SFTModel:
+              init_from: Path | None = None, token_cache: Path | bool = True) -> SFTModel:
     """Fine-tune `model` (folder, hub id or bundled alias) on chat examples; checkpoints in `output_dir`.
+
+    `token_cache`: where tokenized examples are remembered across calls (`token_cache.py`): True for the user
+    cache folder, a folder, or False to tokenize every time.
 
     With `resume` (the default) training continues from the newest complete checkpoint in
     `output_dir/checkpoints`, if any. On SIGTERM a checkpoint is written, training stops and the returned
@@ -398,8 +440,11 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     precision = choose_precision(device, settings.precision)
     set_seed(settings.seed)  # before adapters are created: their initialisation is random
     net, tokenizer = _load_model(source, settings, init_from)
-    train_items, dropped, truncated = tokenize_examples(train, tokenizer, settings.max_length)
-    val_items, _, _ = tokenize_examples(val, tokenizer, settings.max_length)
+    tokenizing = time.perf_counter()
+    cache = TokenCache(_token_cache_folder(token_cache), tokenizer, settings.max_length)
+    train_items, dropped, truncated = cache.tokenize(train)
+    val_items, _, _ = cache.tokenize(val)
+    tokenize_seconds = time.perf_counter() - tokenizing
     if not train_items:
         raise SFTError(f"no training example keeps an assistant token within max_length={settings.max_length}. "
                        "Fix: raise max_length or shorten the prompts")
@@ -447,6 +492,7 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
     )
+    clock = _TrainingClock(before=_seconds_recorded(start))
     with _sigterm_flag() as stop:
         hooks = _callbacks(stop, progress) + list(callbacks)
         if evaluate:
@@ -455,16 +501,16 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
             model=net, args=args, train_dataset=_Tokenized(train_items),
             eval_dataset=_Tokenized(val_items) if evaluate else None,
             data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=hooks,
-            batches=batches, keep_last=settings.keep_checkpoints)
+            batches=batches, keep_last=settings.keep_checkpoints, clock=clock)
         trainer.model_accepts_loss_kwargs = True  # our compute_loss normalises by the accumulated token count
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
         if start is not None:
             log(f"resuming from {start.name}")
-        started = time.perf_counter()
+        clock.restart()
         trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
-        seconds = time.perf_counter() - started
+        seconds = clock.total()
         interrupted = stop.is_set()
 
     state = trainer.state
@@ -481,7 +527,8 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         best_val_loss=min(val_losses) if val_losses else None,
         stopped_early=not interrupted and state.global_step < planned, interrupted=interrupted,
         resumed_from=checkpoints.step_of(start) if start is not None else None, history=history,
-        gap_warning=gap_warning(history), processes=args.world_size)
+        gap_warning=gap_warning(history), processes=args.world_size, tokenize_seconds=round(tokenize_seconds, 3),
+        tokenized_from_cache=cache.hits > 0 and cache.misses == 0)
     return SFTModel(trainer.model, tokenizer, settings, str(model), precision, info)
 
 

@@ -56,7 +56,8 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: b
                                               tokenize=True, return_dict=False))
 
 
-def _end_ids(tokenizer: Any, end_of_turn_ids: Sequence[int] | None) -> set[int]:
+def end_of_turn_set(tokenizer: Any, end_of_turn_ids: Sequence[int] | None) -> set[int]:
+    """The token ids that close an assistant turn: those given, else the tokenizer's eos (if it has one)."""
     if end_of_turn_ids is not None:
         return set(end_of_turn_ids)
     return {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -88,7 +89,7 @@ def assistant_spans(example: Example, tokenizer: Any,
     """
     messages = [{"role": m.role, "content": m.content} for m in example.messages]
     full = _render(tokenizer, messages, generation_prompt=False)
-    ends = _end_ids(tokenizer, end_of_turn_ids)
+    ends = end_of_turn_set(tokenizer, end_of_turn_ids)
     spans: list[tuple[int, int]] = []
     for index, message in enumerate(example.messages):
         if message.role != "assistant" or message.weight == 0:
