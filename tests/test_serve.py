@@ -485,3 +485,24 @@ def test_serve_command_reports_setup_problems_plainly(tmp_path):
     assert bad_root.exit_code == 2 and "is not a folder" in " ".join(bad_root.output.split())
     bad_option = runner.invoke(app, ["serve", "--model", "smollm2", "--max-batch", "0"])
     assert bad_option.exit_code == 2 and "--max-batch" in bad_option.output
+
+
+def test_a_burst_still_arriving_keeps_the_batch_window_open():
+    from tunewise.serve.batching import BURST_CAP, MicroBatcher
+
+    calls: list[list[int]] = []
+
+    def run(key, payloads):
+        calls.append(list(payloads))
+        return payloads
+
+    batcher = MicroBatcher(run, max_batch=64, max_wait_s=1.5, max_queue=64)
+    started = time.monotonic()
+    futures = []
+    for i in range(8):  # one every 0.3 s: the last arrives well past the first one's own window
+        futures.append(batcher.submit("k", i))
+        time.sleep(0.3)
+    spread = time.monotonic() - started
+    assert [f.result(30) for f in futures] == list(range(8))
+    batcher.close()
+    assert 1.5 < spread < BURST_CAP * 1.5 and calls == [list(range(8))]

@@ -21,6 +21,7 @@ import torch
 from tunewise.assets import AssetError, resolve_model
 from tunewise.models import constrained, scoring
 from tunewise.models.precision import Precision, choose_precision, resolve_device
+from tunewise.models.streaming import RowStreamer, TokenCallback
 from tunewise.schema import Generation
 
 __all__ = ["LocalLM", "Precision", "choose_precision"]
@@ -162,15 +163,23 @@ class LocalLM:
     # ------------------------------------------------------------ generation
 
     def generate(self, prompts: Sequence[Messages | str], *, max_new_tokens: int = 64, batch_size: int = 8,
-                 temperature: float = 0.0, seed: int = 0, progress: Progress | None = None) -> list[Generation]:
+                 temperature: float = 0.0, seed: int = 0, progress: Progress | None = None,
+                 on_tokens: TokenCallback | None = None) -> list[Generation]:
         """Batched generation: greedy when temperature is 0, else plain temperature sampling (no top-k/top-p)
         from torch's global generator, seeded with `seed` at the start of the call.
 
         Prompts are grouped by length, left-padded, and answered in input order. `latency_s` is the batch's
         wall time shared equally among its prompts; token counts exclude padding, and the completion count
         includes the end-of-turn token when the model produced one.
+
+        `on_tokens(index, ids, finished)` hears each prompt's new token ids as they are produced (on this
+        thread, between decoding steps, so it must be quick); `decode` of all ids a prompt received is its text.
         """
-        return self._generate(prompts, max_new_tokens, batch_size, temperature, seed, progress, None)
+        return self._generate(prompts, max_new_tokens, batch_size, temperature, seed, progress, None, on_tokens)
+
+    def decode(self, completion: Sequence[int]) -> str:
+        """The text of completion ids, exactly as `generate` returns it (special tokens dropped)."""
+        return self.tokenizer.decode(completion, skip_special_tokens=True)
 
     def generate_json(self, prompts: Sequence[Messages], schema: dict[str, Any], *, max_new_tokens: int = 128,
                       batch_size: int = 8, progress: Progress | None = None) -> list[Generation]:
@@ -193,7 +202,8 @@ class LocalLM:
     @torch.inference_mode()
     def _generate(self, prompts: Sequence[Messages | str], max_new_tokens: int, batch_size: int, temperature: float,
                   seed: int, progress: Progress | None,
-                  processors: constrained.LogitsProcessors | None) -> list[Generation]:
+                  processors: constrained.LogitsProcessors | None,
+                  on_tokens: TokenCallback | None = None) -> list[Generation]:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         torch.manual_seed(seed)
@@ -207,12 +217,14 @@ class LocalLM:
             output = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
                 max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self._end_ids, logits_processor=processors() if processors else None, **sampling)
+                eos_token_id=self._end_ids, logits_processor=processors() if processors else None,
+                streamer=RowStreamer(batch, on_tokens, self._end_ids, max_new_tokens) if on_tokens else None,
+                **sampling)
             each = (time.perf_counter() - start) / len(batch)
             for i, row in zip(batch, output[:, input_ids.shape[1]:].tolist()):
                 ends = [j for j, token in enumerate(row) if token in self._end_ids]
                 completion = row[:ends[0] + 1] if ends else row
-                text = self.tokenizer.decode(completion, skip_special_tokens=True)
+                text = self.decode(completion)
                 results[i] = Generation(text, len(rendered[i]), len(completion), each)
             if progress is not None:
                 progress(len(batch))

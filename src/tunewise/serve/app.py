@@ -4,8 +4,9 @@ Request path: the gate (auth, drain, metrics) -> parse the body ourselves (size 
 every failure is a 4xx envelope naming the parameter) -> look up the served model -> exact (then semantic)
 cache -> context-length check -> the micro-batcher -> the answer, as JSON or as server-sent events.
 
-Streaming sends the OpenAI chunk protocol, but the text is produced by a batched call that finishes before
-the first chunk: batching is what buys throughput here, so the first token arrives with the last.
+Streaming sends the OpenAI chunk protocol as the tokens are made: a streamed request still joins a batched
+`generate` with the others, and its row's tokens are routed to its response step by step (see streaming.py).
+Answers that come whole (the cache, label scoring, JSON replies) are streamed in word pieces.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from tunewise.serve.jobs import JobStore
 from tunewise.serve.metrics import ServeMetrics
 from tunewise.serve.models import ServedModel, request_example, softmax
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
+from tunewise.serve.streaming import Streamed, TextDeltas, TokenSink, row_router
 
 log = logging.getLogger("tunewise.serve")
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/ready", "/metrics")
@@ -102,8 +105,9 @@ def _run_batch(models: dict[str, ServedModel], key: Hashable, payloads: list[Any
         _, _, max_tokens, temperature, seeded = key  # type: ignore[misc]
         # greedy ignores the seed; unseeded sampling draws a fresh one per batch
         seed = seeded[1] if seeded else (random.randrange(2**31) if temperature > 0 else 0)
-        return lm.generate(payloads, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
-                           batch_size=len(payloads))
+        prompts, on_tokens = row_router(payloads)
+        return lm.generate(prompts, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
+                           batch_size=len(payloads), on_tokens=on_tokens)
 
 
 # ---------------------------------------------------------------- request reading
@@ -176,13 +180,31 @@ class Answer:
     probabilities: dict[str, float] | None = None
 
 
-async def _await(state: ServerState, key: Hashable, payload: Any) -> Any:
+@dataclass
+class LiveAnswer:
+    """A streamed generation under way: its row's tokens arrive in `sink`, the batch's outcome in `future`;
+    `remember` files the finished answer (metrics, caches) once the stream has delivered it."""
+
+    sink: TokenSink
+    future: Future
+    prompt_tokens: int
+    max_tokens: int
+    stops: list[str]
+    decode: Callable[[list[int]], str]
+    remember: Callable[[Answer], Awaitable[None]] | None = None
+
+
+def _submit(state: ServerState, key: Hashable, payload: Any) -> Future:
     try:
-        future = state.batcher.submit(key, payload)
+        return state.batcher.submit(key, payload)
     except QueueFull:
         retry = max(1, round(state.config.max_wait_ms / 1000 + 1))
         raise APIError(429, f"the server is at capacity ({state.config.max_queue} requests admitted); retry after "
                             f"{retry} s", code="queue_full", headers={"Retry-After": str(retry)}) from None
+
+
+async def _await(state: ServerState, key: Hashable, payload: Any) -> Any:
+    future = _submit(state, key, payload)
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), state.config.timeout_s)
     except TimeoutError:
@@ -224,7 +246,8 @@ def _plain_classify(labels: list[str], text: str) -> list[dict[str, str]]:
     return ClassifyTask(labels=list(labels)).messages(request_example(text))
 
 
-async def _generate(state: ServerState, served: ServedModel, prompt: Any, request: Any) -> Answer:
+async def _generate(state: ServerState, served: ServedModel, prompt: Any, request: Any,
+                    stream: bool = False) -> Answer | LiveAnswer:
     assert served.engine is not None
     lm = served.engine.lm
     max_tokens = request.max_tokens or served.default_max_tokens or state.config.default_max_tokens
@@ -241,6 +264,11 @@ async def _generate(state: ServerState, served: ServedModel, prompt: Any, reques
         seeded = request.temperature > 0 and request.seed is not None
         key = ("generate", served.name, max_tokens, request.temperature,
                ("seeded", request.seed, secrets.token_hex(8)) if seeded else None)
+        if stream:  # same key, same batches: only the payload says where this row's tokens go
+            sink = TokenSink(asyncio.get_running_loop())
+            future = _submit(state, key, Streamed(prompt, sink))
+            sink.follow(future)
+            return LiveAnswer(sink, future, prompt_tokens, max_tokens, request.stops(), lm.decode)
     generation = await _await(state, key, prompt)
     text, stopped = _cut_at_stop(generation.text, request.stops())
     finish = "stop" if stopped or generation.completion_tokens < max_tokens else "length"
@@ -248,8 +276,10 @@ async def _generate(state: ServerState, served: ServedModel, prompt: Any, reques
 
 
 async def _answer(state: ServerState, served: ServedModel, endpoint: str, messages: list[dict[str, str]] | str,
-                  request: Any) -> Answer:
-    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt)."""
+                  request: Any, stream: bool = False) -> Answer | LiveAnswer:
+    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt).
+
+    With `stream`, a generation is returned live (its tokens still coming); anything else comes whole."""
     if request.max_tokens is not None and request.max_tokens > state.config.max_tokens_limit:
         raise APIError(400, f"max_tokens is {request.max_tokens}; this server allows at most "
                             f"{state.config.max_tokens_limit}", param="max_tokens", code="invalid_value")
@@ -284,15 +314,25 @@ async def _answer(state: ServerState, served: ServedModel, endpoint: str, messag
         answer = await _label(state, served, text, None, prompt if served.prompt else None,
                               "prompt" if isinstance(messages, str) else "messages")
     else:
-        answer = await _generate(state, served, prompt, request)
+        answer = await _generate(state, served, prompt, request, stream)
+    if isinstance(answer, LiveAnswer):
+        answer.remember = lambda done: _remember(state, served, done, key if deterministic else None,
+                                                 semantic_scope, semantic_text)
+        return answer
+    await _remember(state, served, answer, key if deterministic else None, semantic_scope, semantic_text)
+    return answer
+
+
+async def _remember(state: ServerState, served: ServedModel, answer: Answer, key: str | None,
+                    semantic_scope: str | None, semantic_text: str | None) -> None:
+    """Count the answer's tokens and, when it is deterministic (a `key`), cache it."""
     state.metrics.tokens.labels(served.name, "prompt").inc(answer.prompt_tokens)
     state.metrics.tokens.labels(served.name, "completion").inc(answer.completion_tokens)
-    if deterministic:
+    if key is not None:
         stored = {k: v for k, v in answer.__dict__.items() if k != "cached"}
         state.cache.put(key, stored)
         if semantic_scope is not None and semantic_text is not None:
             await asyncio.to_thread(state.semantic.put, semantic_scope, semantic_text, stored)  # type: ignore[union-attr]
-    return answer
 
 
 # ---------------------------------------------------------------- responses
@@ -323,8 +363,10 @@ def _pieces(text: str) -> list[str]:
     return [p for p in pieces if p]
 
 
-async def _chat_stream(model: str, answer: Answer, ident: str, created: int,
-                       include_usage: bool) -> AsyncIterator[bytes]:
+Chunk = Callable[..., bytes]
+
+
+def _chunker(model: str, ident: str, created: int, include_usage: bool) -> Chunk:
     def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> bytes:
         body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
                                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
@@ -333,6 +375,13 @@ async def _chat_stream(model: str, answer: Answer, ident: str, created: int,
             body["usage"] = usage
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
 
+    return chunk
+
+
+async def _chat_stream(model: str, answer: Answer, ident: str, created: int,
+                       include_usage: bool) -> AsyncIterator[bytes]:
+    """A whole answer (cached, a label, a JSON reply) sent in word pieces."""
+    chunk = _chunker(model, ident, created, include_usage)
     yield chunk({"role": "assistant", "content": ""})
     for piece in _pieces(answer.text):
         yield chunk({"content": piece})
@@ -340,6 +389,56 @@ async def _chat_stream(model: str, answer: Answer, ident: str, created: int,
     if include_usage:
         yield chunk({}, usage=_usage([answer]))
     yield b"data: [DONE]\n\n"
+
+
+async def _live_stream(state: ServerState, live: LiveAnswer, chunk: Chunk, include_usage: bool,
+                       after: Callable[[Answer], Awaitable[None]]) -> AsyncIterator[bytes]:
+    """Send the row's text as its tokens come; end when its row ends, not when the whole batch does.
+
+    A client that goes away cancels the generator here: the sink is cancelled (the batch drops this row's
+    tokens and runs on for the others) and `tunewise_stream_disconnects` counts it."""
+    deltas = TextDeltas(live.decode, live.stops)
+    delivered = False
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        deadline = time.monotonic() + state.config.timeout_s  # the wait for tokens, not the client's reading
+        while True:
+            kind, value = await asyncio.wait_for(live.sink.queue.get(), deadline - time.monotonic())
+            if kind == "tokens":
+                ids, finished = value
+                if piece := deltas.add(ids):
+                    yield chunk({"content": piece})
+                if finished:
+                    final = Answer(live.decode(deltas.ids), live.prompt_tokens, len(deltas.ids), "")
+                    break
+            else:  # the batch ended before this row did: it failed
+                error = value.exception()
+                raise error if error is not None else RuntimeError("the batch ended without this row")
+        final.text, stopped = _cut_at_stop(final.text, live.stops)
+        final.finish_reason = "stop" if stopped or final.completion_tokens < live.max_tokens else "length"
+        if piece := deltas.finish(final.text):
+            yield chunk({"content": piece})
+        yield chunk({}, final.finish_reason)
+        if include_usage:
+            yield chunk({}, usage=_usage([final]))
+        yield b"data: [DONE]\n\n"
+        delivered = True
+        await after(final)
+    except Exception as error:  # noqa: BLE001 - the status line is sent: the error goes in the stream
+        delivered = True
+        problem = (APIError(504, f"no answer within {state.config.timeout_s:g} s", code="timeout")
+                   if isinstance(error, TimeoutError) else
+                   APIError(400, str(error), code="invalid_value") if isinstance(error, ValueError) else
+                   APIError(500, f"internal error: {type(error).__name__}", code="internal_error"))
+        if problem.status == 500:
+            log.error("streamed generation failed", exc_info=error)
+        state.metrics.errors.labels(str(problem.status), problem.code or "").inc()
+        yield f"data: {json.dumps(envelope(problem))}\n\n".encode()
+    finally:
+        if not delivered:  # the client went away mid-stream
+            live.sink.cancelled = True
+            live.future.cancel()  # only takes effect while the request still waits for its batch
+            state.metrics.stream_disconnects.inc()
 
 
 # ---------------------------------------------------------------- the gate (pure ASGI: sees streamed bodies end)
@@ -464,13 +563,25 @@ def create_app(state: ServerState) -> Any:
         body = _parse(ChatRequest, await _read_json(request, state.config.max_body_bytes))
         served = _lookup(state, body.model)
         messages = [m.plain() for m in body.messages]
-        answer = await _answer(state, served, "chat", messages, body)
-        if state.capture is not None:
-            outcome = await asyncio.to_thread(state.capture.record, messages, answer.text)
-            state.metrics.captured.labels(outcome).inc()
+        answer = await _answer(state, served, "chat", messages, body, stream=body.stream)
+
+        async def captured(done: Answer) -> None:
+            if state.capture is not None:
+                outcome = await asyncio.to_thread(state.capture.record, messages, done.text)
+                state.metrics.captured.labels(outcome).inc()
+
         ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        if isinstance(answer, LiveAnswer):
+            async def after(done: Answer) -> None:
+                await answer.remember(done)  # type: ignore[misc]
+                await captured(done)
+
+            events = _live_stream(state, answer, _chunker(served.name, ident, created, include_usage),
+                                  include_usage, after)
+            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        await captured(answer)
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(_chat_stream(served.name, answer, ident, created, include_usage),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return JSONResponse(_chat_body(served.name, answer, ident, created))

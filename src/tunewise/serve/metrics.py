@@ -27,6 +27,8 @@ class ServeMetrics:
         self.errors = Counter("tunewise_errors", "Error responses by error code", ["status", "code"], registry=r)
         self.batch_size = Histogram("tunewise_batch_size", "Requests per batched model call", ["kind"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
+        self.stream_disconnects = Counter("tunewise_stream_disconnects",
+                                          "Streamed responses whose client went away before the end", registry=r)
         self.captured = Counter("tunewise_capture_records", "Capture outcomes", ["outcome"], registry=r)
         Gauge("tunewise_queue_depth", "Requests admitted and not yet answered by the model",
               registry=r).set_function(queue_depth)
