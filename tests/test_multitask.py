@@ -85,8 +85,8 @@ def test_one_model_learns_every_task_and_each_is_scored_on_its_own_split(experim
     # the mix: 1.5 x the mood training split, at most 10 echo examples, and every topic example
     data = record["data"]["tasks"]
     assert data["echo"]["train_examples"] == 10
-    assert record["train_examples"] == (record["data"]["train_examples"] + round(1.5 * data["mood"]["train_examples"])
-                                        + 10)
+    mood_rows = data["mood"]["train_examples"] + round(0.5 * data["mood"]["train_examples"])  # each once + half
+    assert record["train_examples"] == record["data"]["train_examples"] + mood_rows + 10
     assert record["val_examples"] > 0
     html = (run_dir / "report.html").read_text()
     assert "Multi-task" in html and "[mood]" in html and "mt~task-echo.jsonl" in html

@@ -124,7 +124,7 @@ def _check_fit(extra: ExtraTask, examples: list[Example], arm: str) -> None:
     where = f"arm {arm!r} task {extra.name!r} ({extra.data.path})"
     if extra.task.type == "classify":
         labels = {e.label for e in examples}
-        if len(labels) > max(50, len(examples) // 2):
+        if len(labels) > 100 or (len(examples) >= 10 and len(labels) > len(examples) // 2):
             raise MultitaskError(f"{where}: task.type classify, but the data has {len(labels)} distinct outputs "
                                  f"in {len(examples)} examples: free text, not labels. Fix: set task.type to "
                                  "generate (or extract), or map the label column with data.mapping")
