@@ -177,3 +177,18 @@ def test_data_that_does_not_fit_the_task_type_fails_the_arm_clearly(experiment, 
     result = run_experiment(load_experiment(path), log=lambda m: None)
     assert "mt" in result.failures and message in result.failures["mt"], result.failures
     assert "task 'free'" in result.failures["mt"]
+
+
+def test_the_commented_multitask_block_of_the_bbc_example_loads_when_uncommented(tmp_path):
+    import shutil
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    lines = (root / "bbc-news.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("# prefix:"))
+    block = [line.replace("# ", "", 1) for line in lines[start:start + 7]]
+    assert block[0].strip().startswith("prefix:") and block[-1].strip().startswith("weight:")
+    (tmp_path / "data").mkdir()
+    shutil.copy(root / "data" / "support-urgency.jsonl", tmp_path / "data")
+    (tmp_path / "bbc.yaml").write_text("\n".join(lines[:start] + block + lines[start + 7:]) + "\n")
+    arm = next(a for a in load_experiment(tmp_path / "bbc.yaml").arms if a.name == "lora")
+    assert arm.prefix == "[topic] " and [t.name for t in arm.tasks] == ["urgency"] and arm.tasks[0].weight == 2
