@@ -7,7 +7,10 @@ classification), on the merged model. classifier: a sequence-classification head
 
 Completed work is never redone: a finished export in `adapters/<arm>/` is reused, an interrupted training
 resumes from `checkpoints/<arm>/`. What training recorded (time, precision, loss curve, a train/validation
-gap warning) goes to `training/<arm>.json` for the report. This module is glue: training lives in train/.
+gap warning) goes to `training/<arm>.json` for the report. A multi-task arm (`tasks`) also trains on other
+datasets behind their prefixes and scores each on its own split (arms/multitask.py). Under torchrun every
+process runs this code and trains; process 0 alone decides (is the arm trained?), exports, evaluates and
+records (tunewise.ranks). This module is glue: training lives in train/.
 """
 
 from __future__ import annotations
