@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 T = TypeVar("T")
+COLLECTIVE_TIMEOUT = timedelta(hours=12)
 
 
 class RankError(RuntimeError):
@@ -51,7 +53,9 @@ def start() -> Ranks:
 
         from tunewise.models.precision import resolve_device
 
-        PartialState(cpu=resolve_device("auto").type == "cpu")  # the same choice train_sft's Trainer makes
+        # the same device choice train_sft's Trainer makes. The timeout is long because with several arms the
+        # other processes wait at the next arm's first decision while process 0 evaluates the last one.
+        PartialState(cpu=resolve_device("auto").type == "cpu", timeout=COLLECTIVE_TIMEOUT)
     return ranks
 
 

@@ -14,6 +14,7 @@ This module prepares examples and scores; it knows nothing about how training ru
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -133,12 +134,17 @@ def _check_fit(extra: ExtraTask, examples: list[Example], arm: str) -> None:
             raise MultitaskError(f"{where}: outputs {unknown[:5]} are not in task.labels {extra.task.labels}. Fix: "
                                  "add them to task.labels, or remove task.labels to use the data's own")
     if extra.task.type == "extract":
-        from tunewise.evaluate.metrics import _json_object
-
-        bad = [e.line for e in examples if _json_object(e.output) is None]
+        bad = [e.line for e in examples if not _is_json_object(e.output)]
         if bad:
             raise MultitaskError(f"{where}: task.type extract needs a JSON object as every output; line(s) "
                                  f"{bad[:5]} are not. Fix: set task.type to generate, or repair those outputs")
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def training_mix(tasks: list[TaskData], seed: int, variant: str) -> tuple[list[Example], list[Example]]:
