@@ -275,7 +275,7 @@ def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Ex
            name: str, init_from: Path | None) -> Any:
     from tunewise.train.sft import train_sft
 
-    batches = -(-len(train) // settings.batch_size)
+    batches = -(-len(train) // (settings.batch_size * ctx.ranks.world))  # each process takes its share
     steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
     with _step_progress(ctx, f"{name} (train)", steps) as progress:
         result = train_sft(train, val, settings, _base(arm), ctx.run_dir / "checkpoints" / name, progress=progress,
