@@ -333,13 +333,18 @@ def train(
 
 def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache: bool, *, only_finetune: bool,
          arms: list[str] | None) -> None:
+    """`run` and `train`. Under torchrun / accelerate launch every process runs this; process 0 prints, writes
+    and evaluates, the others train quietly and exit 0 (see tunewise.ranks)."""
+    from tunewise.arms.context import no_progress
     from tunewise.arms.finetune import TrainingInterrupted
     from tunewise.config import ConfigError, FinetuneArm, load_experiment
     from tunewise.experiment import ExperimentError, rich_progress, run_experiment
     from tunewise.experiment_view import render_result
+    from tunewise.ranks import RankError, launched, start
     from tunewise.runs import RunError
 
     _existing(path)
+    ranks = launched()
     try:
         config = load_experiment(path, overrides)
         if only_finetune:
@@ -349,17 +354,24 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
                 raise ConfigError(f"{path}: no finetune arm to train{f' named {arms}' if arms else ''}; "
                                   f"finetune arms: {names or 'none'}. Fix: add an arm with `type: finetune`")
             config.arms = chosen
-        with rich_progress(console) as progress:
-            result = run_experiment(config, resume=resume, progress=progress,
-                                    log=lambda m: console.print(escape(m)), use_cache=not no_cache)
+        ranks = start()
+        log = (lambda m: console.print(escape(m))) if ranks.main else (lambda m: None)
+        with rich_progress(console) if ranks.main else nullcontext(no_progress) as progress:
+            result = run_experiment(config, resume=resume, progress=progress, log=log, use_cache=not no_cache,
+                                    ranks=ranks)
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]{escape(str(exc))}.[/] Continue with: tunewise {'train' if only_finetune else 'run'} "
-                      f"{escape(str(path))} --resume {escape(str(exc.run_path))}")
+        if ranks.main:
+            console.print(f"[yellow]{escape(str(exc))}.[/] Continue with: tunewise {'train' if only_finetune else 'run'} "
+                          f"{escape(str(path))} --resume {escape(str(exc.run_path))}")
         raise typer.Exit(0) from None
+    except RankError:
+        raise typer.Exit(2) from None  # process 0 failed first and reports it; this process only stops
     except (ConfigError, ExperimentError, RunError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc) if ranks.main else f"process {ranks.rank}: {exc}") from None
     except OSError as exc:
         raise _cannot_write(None, exc) from None
+    if not ranks.main:
+        raise typer.Exit(0)
     render_result(result, console)
     raise typer.Exit(1 if result.failures else 0)
 

@@ -173,6 +173,36 @@ class RemoteTraining(Strict):
     retries: int = Field(4, ge=0, le=20, description="Scoring retries on 429/5xx/timeouts, with backoff.")
 
 
+class ExtraTask(Strict):
+    """Another dataset and task one fine-tuned model also learns (multi-task), told apart by a prefix on the
+    user turn. Its data gets its own frozen, seeded split (splits/<arm>~task-<name>/), its training examples
+    join the arm's training mix, its validation examples the validation loss, and its test examples are scored
+    separately (predictions/<arm>~task-<name>.jsonl, metrics in training/<arm>.json); the head-to-head and the
+    verdict stay on the experiment's own task."""
+
+    name: str = Field(description="Task name, unique within the arm; used in file names and the report.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = Field(description="This task's data file (path, format, mapping as the experiment's `data`).")
+    task: TaskConfig = Field(description="What the model must do with this data (type, labels, instructions ...).")
+    prefix: str = Field(description="Text put before the input in the user turn, e.g. '[sentiment] ', so the model "
+                                    "knows which task it is doing; unique within the arm.", min_length=1)
+    weight: float = Field(1.0, gt=0, le=100, description="How many times each training example counts in the mix: "
+                                                        "2 = every example twice, 0.5 = a seeded half.")
+    max_train_examples: int | None = Field(None, ge=2, description="Train on a seeded (stratified) subset of this "
+                                                                   "many of the task's training examples.")
+    max_val_examples: int | None = Field(64, ge=1, description="Validation examples of this task in the validation "
+                                                               "loss; null: all.")
+    split: SplitConfig | None = Field(None, description="How this task's data is split, and `max_test` of its test "
+                                                        "examples scored; default: the experiment's `split` settings.")
+
+    @model_validator(mode="after")
+    def _prefix_is_visible(self) -> ExtraTask:
+        if not self.prefix.strip():
+            raise ValueError(f"task {self.name!r}: prefix {self.prefix!r} is only whitespace; use a visible "
+                             "marker such as '[sentiment] '")
+        return self
+
+
 class FinetuneArm(_ArmBase):
     """A model fine-tuned on the training split (validated on the validation split), then scored on the same
     test examples as every other arm. lora/full train a causal LM on the task's own prompt with the reference
@@ -220,6 +250,12 @@ class FinetuneArm(_ArmBase):
     stages: list[StageConfig] | None = Field(None, description="lora/full: progressive fine-tuning, e.g. general "
                                                                "data, then domain data, then your own; each stage is "
                                                                "checkpointed and scored on the test split.")
+    tasks: list[ExtraTask] | None = Field(None, description="lora/full: multi-task: more datasets and tasks the same "
+                                                            "model learns, each told apart by its prefix and scored "
+                                                            "on its own test split.")
+    prefix: str | None = Field(None, description="With `tasks`: text put before the input of the experiment's own "
+                                                 "task, e.g. '[topic] ' (default: none; its system prompt tells it "
+                                                 "apart).")
 
     @model_validator(mode="after")
     def _settings_match_method(self) -> FinetuneArm:
@@ -232,7 +268,7 @@ class FinetuneArm(_ArmBase):
             if self.training.model_dump(exclude={"method"}) != SFTSettings().model_dump(exclude={"method"}):
                 raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
             extras = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay",
-                                        "forgetting_probe")
+                                        "forgetting_probe", "tasks", "prefix")
                       if getattr(self, name)]
             if extras:
                 raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")
@@ -251,6 +287,7 @@ class FinetuneArm(_ArmBase):
                 raise ValueError(f"stages need at least one stage and unique names; got {names}")
             if self.search is not None:
                 raise ValueError("search and stages do not combine; search the settings of a single-stage arm first")
+        self._check_tasks()
         if self.model is None:
             self.model = "smollm2"
         self.training = self.training.model_copy(update={"method": self.method})
@@ -269,7 +306,7 @@ class FinetuneArm(_ArmBase):
         if self.method != "lora":
             raise ValueError(f"provider openai: method {self.method!r} is decided by the endpoint; leave method unset")
         local = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay",
-                                   "forgetting_probe") if getattr(self, name)]
+                                   "forgetting_probe", "tasks", "prefix") if getattr(self, name)]
         sent = {"method", "epochs", "batch_size", "seed"}
         # compared with the defaults, not by presence: a saved manifest spells every field out
         local += [f"training.{name}" for name, value in self.training.model_dump(exclude=sent).items()
@@ -277,6 +314,31 @@ class FinetuneArm(_ArmBase):
         if local:
             raise ValueError(f"provider openai: {', '.join(local)} only apply to local training; the endpoint gets "
                              "training.epochs, training.batch_size, training.seed and remote.learning_rate_multiplier")
+
+
+    def _check_tasks(self) -> None:
+        if self.tasks is None:
+            if self.prefix is not None:
+                raise ValueError("prefix marks the experiment's task among several; it needs `tasks` (add the other "
+                                 "tasks, or remove prefix)")
+            return
+        if not self.tasks:
+            raise ValueError("tasks is empty; list at least one other task, or remove `tasks`")
+        names = [t.name for t in self.tasks]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"tasks: repeated name(s) {repeated}; give every task its own `name`")
+        prefixes = [t.prefix for t in self.tasks] + ([self.prefix] if self.prefix is not None else [])
+        repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if repeated:
+            raise ValueError(f"tasks: prefix(es) {repeated} used twice (the arm's own `prefix` counts); the model "
+                             "tells tasks apart by prefix, so give each task a different one")
+        if self.prefix is not None and not self.prefix.strip():
+            raise ValueError(f"prefix {self.prefix!r} is only whitespace; use a visible marker such as '[topic] '")
+        clashes = [name for name in ("stages", "learning_curve") if getattr(self, name)]
+        if clashes:
+            raise ValueError(f"tasks do not combine with {', '.join(clashes)} yet: train the multi-task arm without "
+                             "them, or drop `tasks`")
 
 
 class RemotePrice(Strict):
@@ -390,6 +452,9 @@ class Experiment(Strict):
                     raise ValueError(f"ensemble {arm.name!r} names unknown arms {unknown}; known: {names}")
             if isinstance(arm, ClassicalArm) and self.task.type != "classify":
                 raise ValueError(f"arm {arm.name!r}: the classical arm needs task.type classify")
+            for extra in (arm.tasks or []) if isinstance(arm, FinetuneArm) else []:
+                if extra.split is None:  # spelled out, so the saved manifest says how the task was split
+                    extra.split = self.split.model_copy()
             if isinstance(arm, FinetuneArm) and arm.method == "classifier" and self.task.type != "classify":
                 raise ValueError(f"arm {arm.name!r}: method classifier needs task.type classify; use lora or full")
         if self.evaluation.primary_metric is None:
@@ -470,6 +535,21 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         for stage in (arm.stages or []) if isinstance(arm, FinetuneArm) else []:
             if stage.data is not None and not stage.data.is_absolute():
                 stage.data = (path.parent / stage.data).resolve()
+    missing = []
+    for arm in experiment.arms:
+        # the index in the file (prompt variants add arms before this one in experiment.arms)
+        i = next((k for k, a in enumerate(raw["arms"]) if isinstance(a, dict) and a.get("name") == arm.name), 0)
+        for j, extra in enumerate(arm.tasks or []) if isinstance(arm, FinetuneArm) else []:
+            if str(extra.data.path).startswith("bundled:"):
+                continue
+            if not extra.data.path.is_absolute():
+                extra.data.path = (path.parent / extra.data.path).resolve()
+            if not extra.data.path.is_file():
+                missing.append(f"  {path}:{_line_of(text, ['arms', str(i), 'tasks', str(j), 'data', 'path'])}: "
+                               f"arms.{i}.tasks.{j}.data.path: {extra.data.path}: no such file. Fix: point it at "
+                               f"task {extra.name!r}'s data (relative paths are relative to {path.name})")
+    if missing:
+        raise ConfigError(f"{path}: {len(missing)} problem(s)\n" + "\n".join(missing))
     return experiment
 
 
@@ -516,7 +596,8 @@ def dump_schema_doc() -> str:
     """Every field with its description, for `tunewise init --explain` and the docs."""
     rows = []
     for model in (DataConfig, TaskConfig, SplitConfig, ZeroShotArm, FewShotArm, RetrievalArm, ClassicalArm,
-                  RemoteArm, EnsembleArm, FinetuneArm, RemoteTraining, StageConfig, ReplayConfig, AugmentConfig, SFTSettings, ClassifierConfig,
+                  RemoteArm, EnsembleArm, FinetuneArm, RemoteTraining, ExtraTask, StageConfig, ReplayConfig,
+                  AugmentConfig, SFTSettings, ClassifierConfig,
                   SearchConfig,
                   EvaluationConfig, RobustnessConfig, PerturbationConfig, CostConfig,
                   RemotePrice, Experiment):

@@ -21,13 +21,14 @@ from typing import Any
 
 from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.arms.finetune import TrainingInterrupted
-from tunewise.config import (ClassicalArm, EnsembleArm, Experiment, FewShotArm, FinetuneArm, RemoteArm, RetrievalArm,
-                             ZeroShotArm)
+from tunewise.config import (ClassicalArm, DataConfig, EnsembleArm, Experiment, FewShotArm, FinetuneArm, RemoteArm,
+                             RetrievalArm, SplitConfig, ZeroShotArm)
 from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import split_examples, write_splits
 from tunewise.evaluate.evidence import build_results, metrics_summary
 from tunewise.prediction_cache import PredictionCache
+from tunewise.ranks import RankError, Ranks, decided_by_main, launched
 from tunewise.report import write_report
 from tunewise.runs import Run, create_run, open_run
 from tunewise.schema import Example, Prediction
@@ -52,22 +53,27 @@ class ExperimentResult:
 
 
 def data_path(experiment: Experiment) -> Path:
-    raw = str(experiment.data.path)
+    return resolve_data_path(experiment.data.path)
+
+
+def resolve_data_path(path: Path, field: str = "data.path") -> Path:
+    """A data file's real path (`bundled:bbc-news` is the bundled dataset, converted once)."""
+    raw = str(path)
     if raw == "bundled:bbc-news":
         from tunewise.assets import bundled_dataset_path
 
         return bundled_dataset_path()
     if raw.startswith("bundled:"):
-        raise ExperimentError(f"data.path {raw!r}: the only bundled dataset is bundled:bbc-news")
-    return experiment.data.path
+        raise ExperimentError(f"{field} {raw!r}: the only bundled dataset is bundled:bbc-news")
+    return path
 
 
-def _read(path: Path, experiment: Experiment) -> Dataset:
-    mapping = ColumnMapping.parse([f"{k}={v}" for k, v in experiment.data.mapping.items()]) \
-        if experiment.data.mapping else None
+def read_data(path: Path, config: DataConfig, field: str = "data.path") -> Dataset:
+    """Every example of a data file, refusing a file with errors (`field` names the setting in messages)."""
+    mapping = ColumnMapping.parse([f"{k}={v}" for k, v in config.mapping.items()]) if config.mapping else None
     if not path.exists():
-        raise ExperimentError(f"data.path {path}: no such file")
-    data = read_examples(path, fmt=experiment.data.format, mapping=mapping)
+        raise ExperimentError(f"{field} {path}: no such file")
+    data = read_examples(path, fmt=config.format, mapping=mapping)
     if data.error_lines or data.truncated_at or not data.examples:
         first = sorted(data.error_lines)[:5]
         raise ExperimentError(f"{path}: {len(data.error_lines):,} line(s) with errors (first: {first}); run "
@@ -75,12 +81,10 @@ def _read(path: Path, experiment: Experiment) -> Dataset:
     return data
 
 
-def _frozen_split(run: Run, examples: list[Example], experiment: Experiment) -> dict[str, list[Example]]:
-    """Reload the run's split if it exists (a resume), else make it and write it before anything uses it."""
-    folder = run.path / "splits"
+def frozen_split(folder: Path, examples: list[Example], cfg: SplitConfig) -> dict[str, list[Example]]:
+    """Reload the split in `folder` if it exists (a resume), else make it and write it before anything uses it."""
     if (folder / "split.json").exists():
         return {name: read_examples(folder / f"{name}.jsonl").examples for name in ("train", "val", "test")}
-    cfg = experiment.split
     split = split_examples(examples, seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                            stratify=cfg.stratify)
     write_splits(split, folder)
@@ -137,7 +141,7 @@ def start_or_resume(experiment: Experiment, resume: Path | None, command: list[s
     config = experiment.model_dump(mode="json")
     if resume is None:
         return create_run(experiment.runs_dir, command=command or sys.argv, config=config,
-                          data_files=[data_path(experiment)])
+                          data_files=[data_path(experiment), *task_data_paths(experiment)])
     run = open_run(resume)
     if run.manifest.get("config") != config:
         raise ExperimentError(f"--resume {resume}: that run used a different configuration; start a new run, or "
@@ -145,23 +149,60 @@ def start_or_resume(experiment: Experiment, resume: Path | None, command: list[s
     return run
 
 
+def task_data_paths(experiment: Experiment) -> list[Path]:
+    """The data files of multi-task arms' extra tasks, recorded (with their hashes) in the manifest."""
+    from tunewise.arms.multitask import task_data_path
+
+    paths = [task_data_path(extra) for arm in experiment.arms if isinstance(arm, FinetuneArm)
+             for extra in arm.tasks or []]
+    return list(dict.fromkeys(paths))
+
+
+def check_launchable(experiment: Experiment, ranks: Ranks) -> None:
+    """Under torchrun / accelerate launch only lora/full training splits across processes; say so up front."""
+    if not ranks.distributed:
+        return
+    problems = []
+    for arm in experiment.arms:
+        if not isinstance(arm, FinetuneArm) or arm.method == "classifier":
+            problems.append(f"arm {arm.name!r} ({arm.type}{f' {arm.method}' if isinstance(arm, FinetuneArm) else ''})"
+                            " runs in one process")
+        elif arm.search is not None or arm.stages or arm.learning_curve:
+            problems.append(f"arm {arm.name!r}: search, stages and learning_curve train in one process")
+    if problems:
+        raise ExperimentError(f"{ranks.world} processes were launched, but " + "; ".join(problems) + ". Fix: launch "
+                              "`tunewise train --arm NAME` for lora/full arms only, or run the rest without torchrun")
+
+
 def run_experiment(experiment: Experiment, *, resume: Path | None = None, progress: ProgressFactory = no_progress,
-                   log: Callable[[str], None] = print, use_cache: bool = True) -> ExperimentResult:
+                   log: Callable[[str], None] = print, use_cache: bool = True,
+                   ranks: Ranks | None = None) -> ExperimentResult:
+    """Every arm on the frozen split, then the evidence. Under a launcher (`ranks.distributed`) process 0 owns
+    the run folder and everything written to it; the other processes join the training and return empty
+    metrics."""
+    ranks = ranks or launched()
+    check_launchable(experiment, ranks)
     started = time.perf_counter()
     path = data_path(experiment)
-    data = _read(path, experiment)
-    run = start_or_resume(experiment, resume)
-    run.update(status="running")
+    data = read_data(path, experiment.data)
+
+    def open_running() -> Run:
+        run = start_or_resume(experiment, resume)
+        run.update(status="running")
+        return run
+
+    run = decided_by_main(ranks, open_running)
     from tunewise.assets import cache_dir
 
-    cache = PredictionCache(cache_dir() / "predictions.sqlite" if use_cache else None)
+    cache = PredictionCache(cache_dir() / "predictions.sqlite" if use_cache and ranks.main else None)
     failures: dict[str, str] = {}
     try:
-        parts = _frozen_split(run, data.examples, experiment)
+        parts = decided_by_main(ranks, lambda: frozen_split(run.path / "splits", data.examples, experiment.split))
         task = make_task(experiment.task, parts["train"])
         test = evaluation_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
         ctx = ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
-                         cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"])
+                         cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"],
+                         ranks=ranks)
         done: dict[str, list[Prediction]] = {}
         for arm in _order(experiment.arms):
             try:
@@ -169,8 +210,14 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
             except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
                 raise
             except Exception as exc:  # one arm's failure (endpoint down, bad model id) must not lose the others
+                if isinstance(exc, RankError):
+                    raise
+                if ranks.distributed:  # the other processes are inside the same training: all stop, none goes on
+                    raise ExperimentError(f"arm {arm.name} failed: {type(exc).__name__}: {exc}") from exc
                 failures[arm.name] = f"{type(exc).__name__}: {exc}"
                 log(f"arm {arm.name} failed: {failures[arm.name]}")
+        if not ranks.main:  # process 0 evaluates, writes the evidence and the report
+            return ExperimentResult(run, {}, seconds=time.perf_counter() - started)
         robustness = _robustness(experiment, ctx, done, log)  # before the evidence, which reads robustness.json
         # the evidence: metrics with intervals, paired tests, cost, verdict; results.json, report.md/.html
         results = build_results(experiment, run.path, run.id, task, test, done, failures)
@@ -182,8 +229,9 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     except BaseException as exc:
         if isinstance(exc, TrainingInterrupted):
             exc.run_path = run.path
-        run.update(status="interrupted" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted)) else "failed",
-                   error=f"{type(exc).__name__}: {exc}")
+        if ranks.main:
+            run.update(status="interrupted" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted)) else "failed",
+                       error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         cache.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from tunewise.prediction_cache import PredictionCache
 from tunewise.predictions import PredictionStore
+from tunewise.ranks import Ranks
 from tunewise.schema import Example
 from tunewise.tasks import Task
 
@@ -42,6 +43,8 @@ class ArmContext:
     # "~typos-0.05" when the arms run on a perturbed copy of the test subset: their predictions go to
     # predictions/<arm>~typos-0.05.jsonl, beside (never over) the clean ones, and resume like them.
     store_suffix: str = ""
+    # under torchrun / accelerate launch: process 0 writes and evaluates, every process trains
+    ranks: Ranks = Ranks(0, 1)
 
     def store(self, arm_name: str) -> PredictionStore:
         return PredictionStore(self.run_dir / "predictions" / f"{arm_name}{self.store_suffix}.jsonl")

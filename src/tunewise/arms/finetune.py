@@ -7,7 +7,10 @@ classification), on the merged model. classifier: a sequence-classification head
 
 Completed work is never redone: a finished export in `adapters/<arm>/` is reused, an interrupted training
 resumes from `checkpoints/<arm>/`. What training recorded (time, precision, loss curve, a train/validation
-gap warning) goes to `training/<arm>.json` for the report. This module is glue: training lives in train/.
+gap warning) goes to `training/<arm>.json` for the report. A multi-task arm (`tasks`) also trains on other
+datasets behind their prefixes and scores each on its own split (arms/multitask.py). Under torchrun every
+process runs this code and trains; process 0 alone decides (is the arm trained?), exports, evaluates and
+records (tunewise.ranks). This module is glue: training lives in train/.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 from tunewise.arms.context import ArmContext
 from tunewise.atomic import atomic_write_text
 from tunewise.config import FinetuneArm
-from tunewise.schema import Example, Message, Prediction
+from tunewise.schema import Example, Prediction
+from tunewise.tasks import Task
 
 
 class TrainingInterrupted(RuntimeError):
@@ -32,15 +36,12 @@ class TrainingInterrupted(RuntimeError):
     run_path: Path | None = None
 
 
-def training_examples(examples: list[Example], ctx: ArmContext, variant: str) -> list[Example]:
-    """Each example as the conversation the model must learn: the task's prompt, then the reference reply."""
-    out = []
-    for e in examples:
-        prompt = ctx.task.messages(e, (), variant)
-        reply = e.label if ctx.task.labels else e.output.strip()
-        messages = tuple(Message(m["role"], m["content"]) for m in prompt) + (Message("assistant", reply),)
-        out.append(Example(id=e.id, messages=messages, line=e.line, metadata=e.metadata, synthetic=e.synthetic))
-    return out
+def training_examples(examples: list[Example], ctx: ArmContext, variant: str, *, task: Task | None = None,
+                      prefix: str | None = None) -> list[Example]:
+    """The examples as conversations to learn (see multitask.chat_examples); `task` defaults to the experiment's."""
+    from tunewise.arms.multitask import chat_examples
+
+    return chat_examples(examples, task or ctx.task, variant, prefix)
 
 
 def _subset(examples: list[Example], limit: int | None, ctx: ArmContext) -> list[Example]:
@@ -85,17 +86,29 @@ def run(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dic
 def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
     from tunewise.train.sft import ARM_MARKER
 
+    from tunewise.arms import multitask
+    from tunewise.ranks import decided_by_main
+
     folder = ctx.run_dir / "adapters" / arm.name
     record_path = ctx.run_dir / "training" / f"{arm.name}.json"
+    tasks = multitask.load_tasks(arm, ctx) if arm.tasks and not ctx.store_suffix else []
     extra = {"arm": arm.name, "type": "finetune", "task": task_config,
-             "labels": list(ctx.task.labels) if ctx.task.labels else None, "prompt_variant": arm.prompt}
+             "labels": list(ctx.task.labels) if ctx.task.labels else None, "prompt_variant": arm.prompt,
+             "prefix": arm.prefix,
+             "tasks": [t.config.model_dump(mode="json") | {"labels": t.task.labels} for t in tasks] or None}
     originals = _subset(ctx.train, arm.max_train_examples, ctx)
-    train = training_examples(originals, ctx, arm.prompt)
-    val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
-    if not (folder / ARM_MARKER).is_file():
+    train = training_examples(originals, ctx, arm.prompt, prefix=arm.prefix)
+    val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt, prefix=arm.prefix)
+    # one decision for every process: under torchrun they must all train, or none
+    if not decided_by_main(ctx.ranks, (folder / ARM_MARKER).is_file):
         record: dict[str, Any] = {}
         extra_rows, record["data"] = _extra_training(arm, ctx, originals)
-        train = train + extra_rows
+        task_train, task_val = multitask.training_mix(tasks, ctx.seed, arm.prompt)
+        if tasks:
+            record["data"]["tasks"] = {t.config.name: {"train_examples": len(t.train), "val_examples": len(t.val),
+                                                       "weight": t.config.weight, "leaks_dropped": t.leaks_dropped}
+                                       for t in tasks}
+        train, val = train + extra_rows + task_train, val + task_val
         if arm.stages:
             last, record["stages"] = _progressive(arm, ctx, val, max_new_tokens, extra)
             info = _adopt(last, folder, extra)
@@ -113,6 +126,8 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
                     f"(validation loss {found.best_value:.4f})")
         else:
             result = _train(arm, ctx, train, val, arm.training, arm.name, arm.init_from)
+        if not ctx.ranks.main:
+            return []  # process 0 exports, evaluates and records; this process's part was the training
         result.export(folder, extra=extra)
         info = result.info.to_dict()
         record |= info | {"train_tokens_per_s": round(info["tokens"] * max(info["epochs_run"], 1)
@@ -121,7 +136,14 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
         ctx.log(f"{arm.name}: {result.settings.method} trained {result.info.steps} steps in {result.info.seconds:.0f} s "
                 f"({result.info.precision}); best validation loss {result.info.best_val_loss}"
                 + (f"; warning: {result.info.gap_warning}" if result.info.gap_warning else ""))
+    if not ctx.ranks.main:
+        return []
     predictions = _evaluate(arm, ctx, arm.name, folder, max_new_tokens)
+    if tasks:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        scored = multitask.evaluate_tasks(arm, ctx, tasks, _evaluated(folder), predictions)
+        if record.get("tasks") != scored:
+            _write_training(ctx, arm, record | {"tasks": scored})
     if arm.forgetting_probe:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if "forgetting" not in record:
@@ -146,7 +168,8 @@ def _extra_training(arm: FinetuneArm, ctx: ArmContext, originals: list[Example])
         copies = augment(originals, arm.augment, ctx.seed, paraphraser=lm)
         templates = arm.augment.templates or [arm.prompt]
         for k, template in enumerate(templates):
-            rows += training_examples([c for i, c in enumerate(copies) if i % len(templates) == k], ctx, template)
+            rows += training_examples([c for i, c in enumerate(copies) if i % len(templates) == k], ctx, template,
+                                      prefix=arm.prefix)
         counts["synthetic"] = len(copies)
     if arm.replay is not None:
         import random
@@ -258,7 +281,7 @@ def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Ex
            name: str, init_from: Path | None) -> Any:
     from tunewise.train.sft import train_sft
 
-    batches = -(-len(train) // settings.batch_size)
+    batches = -(-len(train) // (settings.batch_size * ctx.ranks.world))  # each process takes its share
     steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
     with _step_progress(ctx, f"{name} (train)", steps) as progress:
         result = train_sft(train, val, settings, _base(arm), ctx.run_dir / "checkpoints" / name, progress=progress,
@@ -272,9 +295,15 @@ def _evaluate(arm: FinetuneArm, ctx: ArmContext, name: str, folder: Path, max_ne
     """Score the trained model exactly as the prompting arms score theirs (label scoring for classification)."""
     from tunewise.arms.prompted import model_backend, run_prompted
 
-    evaluated = folder / "merged" if (folder / "merged").is_dir() else folder
-    backend = model_backend(str(evaluated), arm.precision, arm.batch_size, ctx, max_new_tokens)
-    return run_prompted(name, ctx, lambda e: ctx.task.messages(e, (), arm.prompt), backend)
+    from tunewise.arms.multitask import prompt
+
+    backend = model_backend(str(_evaluated(folder)), arm.precision, arm.batch_size, ctx, max_new_tokens)
+    return run_prompted(name, ctx, prompt(ctx.task, arm.prompt, arm.prefix), backend)
+
+
+def _evaluated(folder: Path) -> Path:
+    """The weights to evaluate: a LoRA export's merged model, else the export itself."""
+    return folder / "merged" if (folder / "merged").is_dir() else folder
 
 
 def _learning_curve(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Example],

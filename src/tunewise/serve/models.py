@@ -172,7 +172,10 @@ def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) 
         task_config = task_config.model_copy(update={"labels": list(arm["labels"])})
     task = make_task(task_config, [])
     variant = str(arm.get("prompt_variant") or "default")
-    served.prompt = lambda text: task.messages(request_example(text), (), variant)
+    from tunewise.arms.multitask import prompt
+
+    render = prompt(task, variant, arm.get("prefix"))  # a multi-task arm's own task keeps its prefix
+    served.prompt = lambda text: render(request_example(text))
     served.labels = list(task.labels) if task.labels else None
     served.json_schema = getattr(task, "schema", None) if task.name == "extract" else None
     served.default_max_tokens = task_config.max_new_tokens
