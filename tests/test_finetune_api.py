@@ -180,6 +180,9 @@ def test_cancel_stops_training_and_registers_no_model(base, tiny_model_dir, tmp_
         assert not (tmp_path / "state" / "models" / job.id).exists()
 
 
+SLOW_EPOCHS = 20
+
+
 def test_jobs_survive_a_restart_and_an_interrupted_one_resumes(base, tiny_model_dir, tmp_path):
     """The first server stops mid-training (its worker pauses the job with a checkpoint, as a crash would leave
     it `running` on disk); a second server on the same state folder resumes the job to success and serves the
@@ -192,14 +195,16 @@ def test_jobs_survive_a_restart_and_an_interrupted_one_resumes(base, tiny_model_
         first = api.fine_tuning.jobs.create(model=tiny_model_dir.name, training_file=uploaded.id, hyperparameters=hyper)
         first = wait_for(api, first.id, {"succeeded", "failed"})
         assert first.status == "succeeded"
+        # enough steps that the job cannot finish between the poll below and the server's shutdown, even on
+        # an idle machine where a tiny-model step takes ~0.2 s
         slow = api.fine_tuning.jobs.create(model=tiny_model_dir.name, training_file=uploaded.id, suffix="slow",
-                                           hyperparameters={**hyper, "n_epochs": 3})
+                                           hyperparameters={**hyper, "n_epochs": SLOW_EPOCHS})
         while (getattr(api.fine_tuning.jobs.retrieve(slow.id), "tunewise", None) or {}).get("step", 0) < 2:
             time.sleep(0.1)
     on_disk = json.loads((state_dir / "jobs" / slow.id / "job.json").read_text())
     assert on_disk["status"] == "running"
     paused_at = on_disk["tunewise"]["step"]
-    assert 2 <= paused_at < 3 * 3
+    assert 2 <= paused_at < SLOW_EPOCHS * 3
     with server(base, state_dir=state_dir, precision="fp32") as (url, _):
         api = client(url)
         assert api.files.retrieve(uploaded.id).bytes == len(jsonl(chats()))
@@ -208,7 +213,7 @@ def test_jobs_survive_a_restart_and_an_interrupted_one_resumes(base, tiny_model_
         assert done.status == "succeeded", done.error
         messages = [e.message for e in api.fine_tuning.jobs.list_events(slow.id, limit=100)]
         assert any("paused at step" in m for m in messages) and any("restarted" in m for m in messages)
-        assert f"Training: 9 step(s), resuming at step {paused_at}" in messages
+        assert f"Training: {SLOW_EPOCHS * 3} step(s), resuming at step {paused_at}" in messages
         assert done.fine_tuned_model in {m.id for m in api.models.list().data}
         reply = api.chat.completions.create(model=done.fine_tuned_model, max_tokens=4, temperature=0,
                                             messages=[{"role": "user", "content": QUESTIONS[1]}])
