@@ -22,7 +22,7 @@ def main() -> None:
     # no dropout: the processes draw different random masks, so only a deterministic model can match exactly
     settings = SFTSettings(method="lora", epochs=2, batch_size=batch, gradient_accumulation=accum, learning_rate=5e-3,
                            lora_r=4, lora_alpha=8, lora_dropout=0.0, precision="fp32", seed=3, warmup_ratio=0.0)
-    result = train_sft(examples(32), examples(8, offset=100), settings, model, out)
+    result = train_sft(examples(33), examples(8, offset=100), settings, model, out)
     if int(os.environ.get("RANK", "0")) == 0:
         weights = {k: v.detach().clone().contiguous() for k, v in result.model.state_dict().items() if "lora_" in k}
         save_file(weights, str(out / "final.safetensors"))

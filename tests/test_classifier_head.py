@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tunewise.schema import Example, Message
 from tunewise.train.classifier import ClassifierConfig, ClassifierError, ClassifierModel, train_classifier
@@ -144,6 +145,42 @@ def test_early_stopping_ends_training_when_validation_stops_improving(tiny_encod
     assert info.epochs_run == info.best_epoch + 1
     checkpoints = list((tmp_path / "checkpoints").glob("checkpoint-*"))
     assert 1 <= len(checkpoints) <= config.save_total_limit
+
+
+def test_sigterm_checkpoints_and_resume_finishes_like_an_uninterrupted_run(tiny_encoder: Path,
+                                                                           tmp_path: Path) -> None:
+    """SIGTERM mid-epoch: a complete checkpoint is written at the end of that step and training stops; calling
+    again resumes from it (data order, dropout draws, optimizer and schedule restored) and ends with the weights
+    of a run that was never stopped."""
+    import os
+    import signal
+
+    from tunewise.train import checkpoints
+
+    train, val = synthetic(48, seed=8), synthetic(12, seed=9)
+    config = tiny_config(tiny_encoder, epochs=3, early_stopping_patience=5)  # 3 steps an epoch, 9 in all
+    whole = train_classifier(train, val, config, tmp_path / "whole")
+
+    def stop_at_step_4(done: int, total: int) -> None:
+        if done == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag; training checks it next step
+
+    stopped = train_classifier(train, val, config, tmp_path / "stopped", progress=stop_at_step_4)
+    assert stopped.info is not None and stopped.info.interrupted
+    found = checkpoints.checkpoints(tmp_path / "stopped" / "checkpoints")
+    assert [checkpoints.step_of(f) for f in found][-1] == 5 and checkpoints.recorded_seconds(found[-1]) > 0
+    resumed = train_classifier(train, val, config, tmp_path / "stopped")
+    assert resumed.info is not None and not resumed.info.interrupted and whole.info is not None
+    assert resumed.info.epochs_run == whole.info.epochs_run == 3
+    # the Trainer logs an epoch's train loss as the mean since its last log, which for the resumed epoch
+    # starts at the resume; everything measured on validation must be identical
+    val = lambda info: [(r.epoch, r.val_loss, r.val_macro_f1, r.val_accuracy) for r in info.history]  # noqa: E731
+    assert val(resumed.info) == val(whole.info)
+    assert [r.train_loss for r in resumed.info.history][2] == [r.train_loss for r in whole.info.history][2]
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.mark.parametrize(("train", "val", "message"), [

@@ -149,6 +149,26 @@ def test_batched_greedy_generation_equals_one_at_a_time(tiny: LocalLM) -> None:
     assert all(0 < g.completion_tokens <= 12 and g.latency_s > 0 for g in batched)
 
 
+def test_generation_runs_a_shared_prompt_start_once_and_answers_as_one_at_a_time(tiny: LocalLM) -> None:
+    prompts = _few_shot_prompts(5)
+    rendered = [tiny.render(p) for p in prompts]
+    shared = scoring.shared_prefix_length(rendered)
+    assert shared >= MIN_SHARED_PREFIX and len({len(r) for r in rendered}) > 1  # the path under test, with pads
+    calls: list[int] = []
+    hook = tiny.model.register_forward_pre_hook(lambda _m, args, kwargs: calls.append(kwargs["input_ids"].shape[1]),
+                                                with_kwargs=True)
+    try:
+        batched = tiny.generate(prompts, max_new_tokens=10, batch_size=5)
+    finally:
+        hook.remove()
+    assert calls[0] == shared  # the shared start, once
+    assert calls[1] == max(len(r) for r in rendered) - shared  # then only what follows it, left-padded
+    single = tiny.generate(prompts, max_new_tokens=10, batch_size=1)
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in single]
+    assert [g.prompt_tokens for g in batched] == [len(r) for r in rendered]
+
+
 def test_sampling_is_seeded(tiny: LocalLM) -> None:
     prompts = _prompts(2)
     first = tiny.generate(prompts, max_new_tokens=8, temperature=1.0, seed=3)

@@ -166,6 +166,34 @@ def test_sampler_follows_epochs() -> None:
     assert list(sampler) == length_grouped_batches(lengths, 16, 1, 2)
 
 
+@pytest.mark.parametrize(("n", "batch_size", "processes"), [(33, 4, 2), (30, 4, 2), (10, 4, 3), (1, 4, 2), (7, 1, 3),
+                                                           (1003, 8, 3), (16, 4, 1)])
+def test_sharded_by_accelerate_every_example_is_trained_once(n: int, batch_size: int, processes: int) -> None:
+    """What each DDP process gets from accelerate's own sharding of our sampler: every example exactly once per
+    epoch (no repeats, none skipped, even around a short batch), the same number of batches on every
+    process, and a masked copy (index >= n) only where a process would otherwise have nothing."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    sampler = LengthGroupedBatches(skewed_lengths(n), batch_size=batch_size, seed=5, processes=processes)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        shards = [list(BatchSamplerShard(sampler, processes, rank, split_batches=False, even_batches=True))
+                  for rank in range(processes)]
+        assert {len(shard) for shard in shards} == {len(sampler) // processes}
+        assert all(len(BatchSamplerShard(sampler, processes, rank)) == len(shards[rank]) for rank in range(processes))
+        trained = sorted(i for shard in shards for batch in shard for i in batch if i < n)
+        assert trained == list(range(n))
+        masked = [batch for shard in shards for batch in shard if all(i >= n for i in batch)]
+        assert len(masked) == max(0, processes - sum(len(b) for b in sampler.batches()[-processes:] if b[0] < n))
+        assert all(batch for shard in shards for batch in shard)
+        # each optimizer step (one batch per process) holds what one process accumulating `processes` batches
+        # of the plain order holds, the last, redistributed round included
+        plain = length_grouped_batches(skewed_lengths(n), batch_size, 5, epoch)
+        for step in range(len(sampler) // processes):
+            ours = sorted(i for shard in shards for i in shard[step] if i < n)
+            assert ours == sorted(i for batch in plain[step * processes:(step + 1) * processes] for i in batch)
+
+
 def test_grouped_batches_waste_less_padding_than_random() -> None:
     lengths = skewed_lengths()
     grouped = padding_efficiency(lengths, length_grouped_batches(lengths, batch_size=16, seed=0, epoch=0))

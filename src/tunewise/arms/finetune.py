@@ -354,6 +354,8 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
         steps = arm.head.epochs * -(-len(train) // arm.head.batch_size)
         with _step_progress(ctx, f"{arm.name} (train)", steps) as progress:
             model = train_classifier(train, val, arm.head, ctx.run_dir / "checkpoints" / arm.name, progress=progress)
+        if model.info is not None and model.info.interrupted:
+            raise TrainingInterrupted(f"{arm.name}: stopped by SIGTERM; checkpoint saved")
         model.save(folder)
         info = model.info  # train_classifier always records it
         history = [LossPoint(step=0, epoch=r.epoch, train_loss=r.train_loss, val_loss=r.val_loss) for r in info.history]

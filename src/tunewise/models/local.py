@@ -212,11 +212,11 @@ class LocalLM:
         sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_k": None, "top_p": None}
                                     if temperature > 0 else {"do_sample": False})
         for batch in _length_batches([len(r) for r in rendered], batch_size):
-            input_ids, attention = left_pad([rendered[i] for i in batch], self.tokenizer.pad_token_id)
             start = time.perf_counter()
+            input_ids, attention, cache = self._generation_inputs([rendered[i] for i in batch])
             output = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                past_key_values=cache, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self._end_ids, logits_processor=processors() if processors else None,
                 streamer=RowStreamer(batch, on_tokens, self._end_ids, max_new_tokens) if on_tokens else None,
                 **sampling)
@@ -229,6 +229,28 @@ class LocalLM:
             if progress is not None:
                 progress(len(batch))
         return [g for g in results if g is not None]
+
+
+    def _generation_inputs(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Ids, attention mask and starting cache for one generation batch.
+
+        Rows that start alike (a system prompt, instructions, few-shot exemplars) share that start: it is
+        run once, its keys and values are handed to `generate` as the cache of every row, and only the rest
+        is left-padded behind it: `[shared start][pads][own tokens]`, the pads masked. `generate` derives
+        positions from the mask, so each token keeps the position it has in its own prompt and the answer is
+        the one the plain layout gives (up to float rounding); without a long enough shared start (or for a
+        single prompt) the plain left-padded layout is used.
+        """
+        shared = scoring.shared_prefix_length(rows)
+        if shared < MIN_SHARED_PREFIX:
+            input_ids, attention = left_pad(rows, self.tokenizer.pad_token_id)
+            return input_ids, attention, None
+        tails, tail_mask = left_pad([row[shared:] for row in rows], self.tokenizer.pad_token_id)
+        start = torch.tensor([rows[0][:shared]], dtype=torch.long).expand(len(rows), -1)
+        input_ids = torch.cat([start, tails], dim=1)
+        attention = torch.cat([torch.ones_like(start), tail_mask], dim=1)
+        cache = _expanded(self._prefix_states(rows[0][:shared]), len(rows), self.model.config)
+        return input_ids, attention, cache
 
 
 # ---------------------------------------------------------------- helpers

@@ -75,6 +75,15 @@ def remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def recorded_seconds(folder: Path | None) -> float:
+    """Training seconds spent up to checkpoint `folder` (its marker's `train_seconds`); 0 without one, so a
+    resumed run reports the time of every leg, not only the last."""
+    if folder is None:
+        return 0.0
+    marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    return float(marker.get("train_seconds", 0.0))  # checkpoints written before this field count as 0
+
+
 def rotate(root: Path, keep_last: int, keep: Path | None = None) -> None:
     """Keep the newest `keep_last` complete checkpoints and `keep` (the best so far); remove the others."""
     found = checkpoints(root)

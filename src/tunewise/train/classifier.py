@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tunewise.atomic import atomic_dir
 from tunewise.models.precision import Precision, choose_precision, resolve_device
 from tunewise.schema import Example
+from tunewise.train import checkpoints
+from tunewise.train.sft_data import LengthGroupedBatches
+from tunewise.train.trainer_safety import seal_checkpoint, sigterm_flag, stop_on_sigterm
 
 MARKER = "tunewise-classifier.json"
 FORMAT_VERSION = 1
@@ -95,6 +98,7 @@ class TrainingInfo:
     train_size: int
     val_size: int
     history: list[EpochRecord] = field(default_factory=list)
+    interrupted: bool = False  # SIGTERM arrived: a checkpoint was written, training did not finish
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,11 +182,46 @@ def _history(log_history: list[dict[str, Any]]) -> list[EpochRecord]:
 
 
 def _best_epoch(history: list[EpochRecord], metric: str) -> tuple[int, float]:
-    """The epoch `load_best_model_at_end` restored: the first one reaching the best value."""
+    """The epoch `load_best_model_at_end` restored: the first one reaching the best value (0, nan when no
+    epoch was evaluated: training was stopped inside the first)."""
     key = "val_macro_f1" if metric == "macro_f1" else "val_loss"
     scored = [(r.epoch, getattr(r, key)) for r in history if getattr(r, key) is not None]
     sign = 1 if metric == "macro_f1" else -1
-    return max(scored, key=lambda pair: (sign * pair[1], -pair[0]))
+    return max(scored, key=lambda pair: (sign * pair[1], -pair[0]), default=(0, float("nan")))
+
+
+def _trainer_class() -> type:
+    from torch.utils.data import DataLoader
+    from transformers import Trainer
+
+    class ClassifierTrainer(Trainer):
+        """Trainer with our length-grouped batch order and checkpoints that count only once marked complete,
+        rotated by us (the best kept).
+
+        The order is `LengthGroupedBatches`, a pure function of (seed, epoch): transformers' own
+        group-by-length sampler draws its shuffle from the global RNG at the start of each epoch, so a run
+        resumed mid-epoch would see other batches than an uninterrupted one.
+        """
+
+        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, seconds_before: float,
+                     **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._batches = batches
+            self._keep_last = keep_last
+            self._seconds_before = seconds_before
+            self._started = time.perf_counter()
+
+        def get_train_dataloader(self) -> DataLoader:
+            loader = DataLoader(self.train_dataset, batch_sampler=self._batches, collate_fn=self.data_collator,
+                                num_workers=0)
+            return self.accelerator.prepare(loader)
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            spent = self._seconds_before + time.perf_counter() - self._started
+            seal_checkpoint(self, self._keep_last, train_seconds=round(spent, 3))
+
+    return ClassifierTrainer
 
 
 class _Progress:
@@ -201,17 +240,22 @@ class _Progress:
 
 
 def train_classifier(train: Sequence[Example], val: Sequence[Example], config: ClassifierConfig,
-                     output_dir: Path, progress: ProgressCallback | None = None) -> ClassifierModel:
+                     output_dir: Path, progress: ProgressCallback | None = None,
+                     resume: bool = True) -> ClassifierModel:
     """Fine-tune `config.model` with a fresh classification head; return the best epoch's model.
 
-    Labels are the sorted set of training labels. Checkpoints go to `output_dir/checkpoints` (at most
-    `save_total_limit`, the best always kept); nothing else is written, the caller saves the model.
-    Raises ClassifierError listing every problem with the splits before any model is loaded.
+    Labels are the sorted set of training labels. Checkpoints go to `output_dir/checkpoints` every epoch (the
+    newest `save_total_limit` complete ones and the best are kept); nothing else is written, the caller
+    saves the model. With `resume` (the default) training continues from the newest complete checkpoint
+    there, data order and random state included. On SIGTERM a checkpoint is written at the end of the
+    current step, training stops and the returned info has `interrupted=True`: do not save that model,
+    call again to finish. Raises ClassifierError listing every problem with the splits before any model is
+    loaded.
     """
     if problems := _label_problems(train, val):
         raise ClassifierError("Cannot train a classifier:\n- " + "\n- ".join(problems))
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              EarlyStoppingCallback, Trainer, TrainingArguments, set_seed)
+                              EarlyStoppingCallback, TrainingArguments, set_seed)
 
     from tunewise.assets import resolve_model
 
@@ -237,8 +281,10 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
         model.config.pad_token_id = tokenizer.pad_token_id
 
     higher_is_better = config.early_stopping_metric == "macro_f1"
+    root = Path(output_dir) / "checkpoints"
+    start = checkpoints.latest(root) if resume else None
     args = TrainingArguments(
-        output_dir=str(Path(output_dir) / "checkpoints"),
+        output_dir=str(root),
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
@@ -246,14 +292,13 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of total steps (transformers >= 5)
         max_grad_norm=config.max_grad_norm,
-        train_sampling_strategy="group_by_length",
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="epoch",  # the train loss logged is then the epoch's mean, comparable to val loss
         load_best_model_at_end=True,
         metric_for_best_model=config.early_stopping_metric,
         greater_is_better=higher_is_better,
-        save_total_limit=config.save_total_limit,
+        save_total_limit=None,  # ClassifierTrainer rotates itself, unmarking before deleting
         bf16=precision.dtype == torch.bfloat16,
         fp16=precision.dtype == torch.float16,
         use_cpu=device.type == "cpu",  # bf16 on a CPU is refused by TrainingArguments unless this is said
@@ -263,24 +308,33 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
         report_to="none",
         disable_tqdm=True,
     )
-    callbacks: list[Any] = [EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)]
-    if progress is not None:
-        callbacks.append(_Progress.callback(progress))
-    trainer = Trainer(
-        model=model, args=args,
-        train_dataset=_Encoded(tokenizer, train, label2id, config.max_length),
-        eval_dataset=_Encoded(tokenizer, val, label2id, config.max_length),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=_metrics,
-        callbacks=callbacks,
-    )
-    from transformers import PrinterCallback
+    before = checkpoints.recorded_seconds(start)
+    with sigterm_flag() as stop:
+        callbacks: list[Any] = [EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
+                                stop_on_sigterm(stop)]
+        if progress is not None:
+            callbacks.append(_Progress.callback(progress))
+        encoded = _Encoded(tokenizer, train, label2id, config.max_length)
+        trainer = _trainer_class()(
+            model=model, args=args,
+            train_dataset=encoded,
+            eval_dataset=_Encoded(tokenizer, val, label2id, config.max_length),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            compute_metrics=_metrics,
+            callbacks=callbacks,
+            batches=LengthGroupedBatches([len(row["input_ids"]) for row in encoded.rows], config.batch_size,
+                                         seed=config.seed),
+            keep_last=config.save_total_limit,
+            seconds_before=before,
+        )
+        from transformers import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
+        seconds = before + time.perf_counter() - started
+        interrupted = stop.is_set()
 
     history = _history(trainer.state.log_history)
     best_epoch, best_metric = _best_epoch(history, config.early_stopping_metric)
@@ -289,7 +343,7 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
         seconds=round(seconds, 3), precision=precision.name, precision_reason=precision.reason,
         epochs_run=epochs_run, best_epoch=best_epoch, best_metric=best_metric,
         metric=config.early_stopping_metric, stopped_early=epochs_run < config.epochs,
-        train_size=len(train), val_size=len(val), history=history)
+        train_size=len(train), val_size=len(val), history=history, interrupted=interrupted)
     return ClassifierModel(trainer.model, tokenizer, labels, config, precision, info)
 
 

@@ -18,13 +18,11 @@ DDP (the Trainer shards our batches across processes); only process 0 writes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,10 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.atomic import atomic_dir, atomic_write_text
 from tunewise.models.precision import Precision, choose_precision, resolve_device
+from tunewise.ranks import launched
 from tunewise.schema import Example
 from tunewise.train import checkpoints
-from tunewise.train.sft_data import LengthGroupedBatches, TokenizedExample, collate
+from tunewise.train.sft_data import IGNORE_INDEX, LengthGroupedBatches, TokenizedExample, collate
 from tunewise.train.token_cache import TokenCache
+from tunewise.train.trainer_safety import seal_checkpoint, sigterm_flag, stop_on_sigterm
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done_steps, total_steps)` after every optimizer step."""
@@ -138,6 +138,9 @@ class SFTInfo:
 
 
 class _Tokenized(torch.utils.data.Dataset):
+    """The tokenized training rows; index `len + i` is row i with nothing trained (see LengthGroupedBatches:
+    a DDP process with no example left in the epoch's last round still has to run a step)."""
+
     def __init__(self, items: list[TokenizedExample]) -> None:
         self.items = items
 
@@ -145,6 +148,9 @@ class _Tokenized(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> TokenizedExample:
+        if index >= len(self.items):
+            item = self.items[index - len(self.items)]
+            return TokenizedExample(item.input_ids, [IGNORE_INDEX] * len(item), item.truncated)
         return self.items[index]
 
 
@@ -170,47 +176,18 @@ class _TrainingClock:
         return self.before + time.perf_counter() - self.started
 
 
-def _seconds_recorded(checkpoint: Path | None) -> float:
-    if checkpoint is None:
-        return 0.0
-    marker = json.loads((checkpoint / checkpoints.MARKER).read_text(encoding="utf-8"))
-    return float(marker.get("train_seconds", 0.0))  # checkpoints written before this field count as 0
-
-
 # ------------------------------------------------------------------------------------------ signals
-
-
-@contextlib.contextmanager
-def _sigterm_flag() -> Iterator[threading.Event]:
-    """While active, SIGTERM sets the event instead of killing the process (main thread only)."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: event.set())
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _callbacks(stop: threading.Event, progress: ProgressCallback | None) -> list[Any]:
     from transformers import TrainerCallback
-
-    class StopOnSigterm(TrainerCallback):
-        """Checkpoint and stop at the end of the current step once SIGTERM has arrived."""
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if stop.is_set():
-                control.should_save = True
-                control.should_training_stop = True
 
     class Progress(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if progress is not None and state.is_world_process_zero:
                 progress(state.global_step, state.max_steps)
 
-    return [StopOnSigterm(), Progress()]
+    return [stop_on_sigterm(stop), Progress()]
 
 
 def trained_positions_loss(model: Any, inputs: dict[str, torch.Tensor],
@@ -223,8 +200,6 @@ def trained_positions_loss(model: Any, inputs: dict[str, torch.Tensor],
     loss is the same number (a test checks it against the model's own). Sum over trained tokens divided by
     `num_items_in_batch` (the Trainer's count over the accumulated batch), else by this batch's count.
     """
-    from tunewise.train.sft_data import IGNORE_INDEX
-
     targets = inputs["labels"][:, 1:]
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().flatten()
     outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep)
@@ -263,12 +238,7 @@ def _trainer_class() -> type:
 
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             super()._save_checkpoint(model, trial)
-            if self.args.should_save:
-                root = Path(self.args.output_dir)
-                checkpoints.mark_complete(root / f"checkpoint-{self.state.global_step}",
-                                          train_seconds=round(self._clock.total(), 3))
-                best = self.state.best_model_checkpoint
-                checkpoints.rotate(root, self._keep_last, Path(best) if best else None)
+            seal_checkpoint(self, self._keep_last, train_seconds=round(self._clock.total(), 3))
 
     return SFTTrainer
 
@@ -457,8 +427,10 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     evaluate = bool(val_items)
     every = settings.checkpoint_every_steps
     strategy = "steps" if every else "epoch"
-    batches = LengthGroupedBatches([len(i) for i in train_items], settings.batch_size, seed=settings.seed)
-    steps_per_epoch = math.ceil(len(batches) / settings.gradient_accumulation)
+    processes = launched().world  # torchrun / accelerate launch; 1 otherwise
+    batches = LengthGroupedBatches([len(i) for i in train_items], settings.batch_size, seed=settings.seed,
+                                   processes=processes)
+    steps_per_epoch = math.ceil(len(batches) / processes / settings.gradient_accumulation)
     args = TrainingArguments(
         output_dir=str(root),
         num_train_epochs=settings.epochs,
@@ -492,8 +464,8 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
     )
-    clock = _TrainingClock(before=_seconds_recorded(start))
-    with _sigterm_flag() as stop:
+    clock = _TrainingClock(before=checkpoints.recorded_seconds(start))
+    with sigterm_flag() as stop:
         hooks = _callbacks(stop, progress) + list(callbacks)
         if evaluate:
             hooks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))

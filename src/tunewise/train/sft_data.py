@@ -187,29 +187,51 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, e
 class LengthGroupedBatches:
     """A batch sampler for `DataLoader(batch_sampler=...)`: call `set_epoch` before each epoch.
 
-    Thin state around `length_grouped_batches`, so the order is a pure function of (seed, epoch) and a
-    resumed run can rebuild it and skip the batches it has already seen.
+    Thin state around `length_grouped_batches`, so the order is a pure function of (seed, epoch, processes)
+    and a resumed run can rebuild it and skip the batches it has already seen.
+
+    Under DDP accelerate hands batch k to process k % processes. `batches()` therefore returns whole rounds
+    of `processes` batches: the examples of an incomplete last round are spread over the processes, and a
+    process left without any gets a masked copy (index `len(lengths) + i`: example i with nothing trained, so
+    it adds no loss and no gradient). Every example is then trained exactly once per epoch and each
+    optimizer step sees the examples one process accumulating `processes` batches would. The sampler has no
+    `batch_size` attribute on purpose: with one, accelerate only closes a round on a full-size batch and
+    pads the epoch by repeating its first examples.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0,
-                 mega_batches: int = MEGA_BATCHES) -> None:
+                 mega_batches: int = MEGA_BATCHES, processes: int = 1) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
         self.lengths = list(lengths)
-        self.batch_size = batch_size
+        self.size = batch_size
         self.seed = seed
         self.mega_batches = mega_batches
+        self.processes = processes
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
-        return length_grouped_batches(self.lengths, self.batch_size, self.seed, self.epoch, self.mega_batches)
+        order = length_grouped_batches(self.lengths, self.size, self.seed, self.epoch, self.mega_batches)
+        spare = len(order) % self.processes
+        if not spare:
+            return order
+        tail = [i for batch in order[-spare:] for i in batch]
+        share, extra = divmod(len(tail), self.processes)
+        rounds, at = [], 0
+        for rank in range(self.processes):
+            size = share + (rank < extra)
+            rounds.append(tail[at:at + size] or [len(self.lengths) + tail[0]])
+            at += size
+        return order[:-spare] + rounds
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-(-(-len(self.lengths) // self.size)) // self.processes) * self.processes
 
 
 def collate(batch: Sequence[TokenizedExample], pad_id: int,
