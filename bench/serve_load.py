@@ -126,9 +126,11 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=50.0,
                         help="the server's batch window; 50 ms keeps a burst of 32 together on two busy cores")
     parser.add_argument("--eval-n", type=int, default=48, help="prompts in the cache re-run evaluation")
+    parser.add_argument("--precision", default="auto", help="auto: bf16 where the hardware multiplies it natively "
+                        "(as `tunewise serve` chooses), else fp32; or force bf16 / fp32")
     args = parser.parse_args()
 
-    loader = Loader("auto", None)
+    loader = Loader(args.precision, None)
     served = loader.base_model("smollm2")
     lm = served.engine.lm
     config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, cache_size=0, max_queue=1024)

@@ -8,7 +8,12 @@ whole prompt (what label scoring did before, and what a plain forward per prompt
 same batches, layout and precision. Prints each side's median time, the largest score difference, whether
 the chosen labels agree, and `ratio few_shot_shared_prefix_vs_full_prompt` (full / shared, higher is better).
 
+With `--generate N`, the same prompts are answered by `LocalLM.generate` (greedy, N new tokens) instead, the
+shared start run once and handed to `generate` as every row's cache against plain left-padded prompts, and
+the ratio is `few_shot_generate_shared_prefix_vs_full_prompt`; the texts of both sides are compared.
+
     .venv/bin/python bench/shared_prefix.py [--n 32] [--k 4] [--words 120] [--repeats 3] [--batch-size 8]
+                                            [--generate 16]
 """
 
 from __future__ import annotations
@@ -57,6 +62,38 @@ def score(lm: LocalLM, batch: list[list[dict[str, str]]], batch_size: int, share
         local.MIN_SHARED_PREFIX = saved
 
 
+def generate(lm: LocalLM, batch: list[list[dict[str, str]]], batch_size: int, share: bool,
+             new_tokens: int) -> list[str]:
+    saved = local.MIN_SHARED_PREFIX
+    local.MIN_SHARED_PREFIX = saved if share else 10**9
+    try:
+        return [g.text for g in lm.generate(batch, max_new_tokens=new_tokens, batch_size=batch_size)]
+    finally:
+        local.MIN_SHARED_PREFIX = saved
+
+
+def compare_generation(lm: LocalLM, batch: list[list[dict[str, str]]], args: argparse.Namespace) -> None:
+    generate(lm, batch[:2], args.batch_size, True, 2)  # warm-up
+    generate(lm, batch[:2], args.batch_size, False, 2)
+    ours, plain = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        with_prefix = generate(lm, batch, args.batch_size, True, args.generate)
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        without = generate(lm, batch, args.batch_size, False, args.generate)
+        plain.append(time.perf_counter() - start)
+    ours_s, plain_s = statistics.median(ours), statistics.median(plain)
+    same = sum(a == b for a, b in zip(with_prefix, without))
+    print(f"generate {args.generate} new tokens (greedy)")
+    print(f"shared start once  median {ours_s:7.2f} s  {1000 * ours_s / args.n:7.1f} ms/article  "
+          f"runs {' '.join(f'{t:.2f}' for t in ours)}")
+    print(f"full prompt/row    median {plain_s:7.2f} s  {1000 * plain_s / args.n:7.1f} ms/article  "
+          f"runs {' '.join(f'{t:.2f}' for t in plain)}")
+    print(f"identical texts {same}/{len(batch)}")
+    print(f"ratio few_shot_generate_shared_prefix_vs_full_prompt {plain_s / ours_s:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32)
@@ -66,6 +103,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--generate", type=int, default=0, metavar="N",
+                        help="time generation of N new tokens instead of label scoring")
     args = parser.parse_args()
 
     lm = LocalLM(bundled_model_path(), precision=args.precision, threads=args.threads)
@@ -74,6 +113,13 @@ def main() -> None:
     from tunewise.models.scoring import shared_prefix_length
 
     shared = shared_prefix_length(rendered)
+    print(f"model {lm.name}  precision {lm.precision.name} ({lm.precision.reason})  threads {torch.get_num_threads()}")
+    print(f"articles {args.n}  k {args.k}  words {args.words}  prompt tokens {sum(map(len, rendered)):,} "
+          f"(shared start {shared} of a mean {sum(map(len, rendered)) / len(rendered):.0f} per prompt)  "
+          f"repeats {args.repeats}  batch {args.batch_size}")
+    if args.generate:
+        compare_generation(lm, batch, args)
+        return
     score(lm, batch[:2], args.batch_size, True)  # warm-up: first-call allocations on both paths
     score(lm, batch[:2], args.batch_size, False)
     ours, plain = [], []
@@ -89,10 +135,6 @@ def main() -> None:
     diff = max(abs(a - b) for ra, rb in zip(with_prefix, without) for a, b in zip(ra, rb))
     ours_s, plain_s = statistics.median(ours), statistics.median(plain)
     accuracy = sum(p == g for p, g in zip(pick(with_prefix), gold)) / len(gold)
-    print(f"model {lm.name}  precision {lm.precision.name} ({lm.precision.reason})  threads {torch.get_num_threads()}")
-    print(f"articles {args.n}  k {args.k}  words {args.words}  prompt tokens {sum(map(len, rendered)):,} "
-          f"(shared start {shared} of a mean {sum(map(len, rendered)) / len(rendered):.0f} per prompt)  "
-          f"repeats {args.repeats}  batch {args.batch_size}")
     print(f"shared start once  median {ours_s:7.2f} s  {1000 * ours_s / args.n:7.1f} ms/article  "
           f"runs {' '.join(f'{t:.2f}' for t in ours)}")
     print(f"full prompt/row    median {plain_s:7.2f} s  {1000 * plain_s / args.n:7.1f} ms/article  "

@@ -176,3 +176,26 @@ def test_a_client_leaving_mid_stream_drops_only_its_row(served):
         assert metric(url, "tunewise_stream_disconnects_total") == 1
         assert httpx.get(f"{url}/health").status_code == 200
         assert plain(api, name, PROMPTS[2]) == expected  # and the server answers on
+
+
+def test_completions_stream_every_prompt_of_a_list_as_the_plain_answer(served):
+    prompts = ["hi there", "tell me a story about a cat", "ünïcödé ✓"]
+    with server(served) as (api, url):
+        name = served[0].name
+        plain_reply = api.completions.create(model=name, prompt=prompts, max_tokens=TOKENS, temperature=0)
+        stream = api.completions.create(model=name, prompt=prompts, max_tokens=TOKENS, temperature=0, stream=True,
+                                        stream_options={"include_usage": True})
+        texts, finishes, usage, order = ["", "", ""], [None, None, None], None, []
+        for chunk in stream:
+            assert chunk.object == "text_completion"
+            for choice in chunk.choices:
+                texts[choice.index] += choice.text
+                finishes[choice.index] = choice.finish_reason or finishes[choice.index]
+                order.append(choice.index)
+            usage = chunk.usage or usage
+        assert metric(url, "tunewise_batch_size_count") >= 1
+    by_index = sorted(plain_reply.choices, key=lambda c: c.index)
+    assert texts == [c.text for c in by_index] and any(texts)
+    assert finishes == [c.finish_reason for c in by_index]
+    assert usage.completion_tokens == plain_reply.usage.completion_tokens
+    assert set(order) == {0, 1, 2}

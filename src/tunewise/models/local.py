@@ -146,7 +146,7 @@ class LocalLM:
             logits = self.model(input_ids=layout.input_ids.to(self.device),
                                 position_ids=(layout.position_ids + shared).to(self.device),
                                 attention_mask=mask.to(self.device), logits_to_keep=layout.keep,
-                                past_key_values=_expanded(prefix, len(batch), self.model.config) if shared else None,
+                                cache=_expanded(prefix, len(batch), self.model.config) if shared else None,
                                 use_cache=bool(shared)).logits
             for i, per_option in zip(batch, scoring.option_logprobs(logits, layout)):
                 sums = [sum(lp) for lp in per_option]
@@ -158,7 +158,7 @@ class LocalLM:
     def _prefix_states(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Keys and values of every layer for the shared prompt start, computed once (batch of one)."""
         output = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
-        return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+        return [(layer.keys, layer.values) for layer in output.cache.layers]
 
     # ------------------------------------------------------------ generation
 
@@ -216,7 +216,7 @@ class LocalLM:
             input_ids, attention, cache = self._generation_inputs([rendered[i] for i in batch])
             output = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                past_key_values=cache, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                cache=cache, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self._end_ids, logits_processor=processors() if processors else None,
                 streamer=RowStreamer(batch, on_tokens, self._end_ids, max_new_tokens) if on_tokens else None,
                 **sampling)

@@ -363,67 +363,118 @@ def _pieces(text: str) -> list[str]:
     return [p for p in pieces if p]
 
 
-Chunk = Callable[..., bytes]
+Frame = Callable[[int, "str | None", "str | None"], bytes]
+"""`frame(choice index, text piece, finish_reason)` -> one SSE event (b"" for none). The piece is "" for a
+choice's opening event and None on its closing one."""
 
 
-def _chunker(model: str, ident: str, created: int, include_usage: bool) -> Chunk:
-    def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> bytes:
-        body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
-                                if usage is None else [], "system_fingerprint": None}
-        if include_usage:
-            body["usage"] = usage
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
-
-    return chunk
+def _sse(body: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
 
 
-async def _chat_stream(model: str, answer: Answer, ident: str, created: int,
-                       include_usage: bool) -> AsyncIterator[bytes]:
-    """A whole answer (cached, a label, a JSON reply) sent in word pieces."""
-    chunk = _chunker(model, ident, created, include_usage)
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in _pieces(answer.text):
-        yield chunk({"content": piece})
-    yield chunk({}, answer.finish_reason)
-    if include_usage:
-        yield chunk({}, usage=_usage([answer]))
-    yield b"data: [DONE]\n\n"
+def _chat_frames(model: str, ident: str, created: int, include_usage: bool) -> tuple[Frame, Callable[[dict], bytes]]:
+    """The chat.completion.chunk protocol: an opening delta with the role, content deltas, a closing delta
+    with the finish reason; with include_usage every chunk carries `usage` (null but on the last)."""
+    def body(choices: list[dict[str, Any]], usage: dict | None = None) -> bytes:
+        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": choices, "system_fingerprint": None}
+        return _sse(chunk | {"usage": usage} if include_usage else chunk)
+
+    def frame(index: int, piece: str | None, finish: str | None) -> bytes:
+        delta = {} if piece is None else {"role": "assistant", "content": ""} if piece == "" else {"content": piece}
+        return body([{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}])
+
+    return frame, lambda usage: body([], usage)
 
 
-async def _live_stream(state: ServerState, live: LiveAnswer, chunk: Chunk, include_usage: bool,
-                       after: Callable[[Answer], Awaitable[None]]) -> AsyncIterator[bytes]:
-    """Send the row's text as its tokens come; end when its row ends, not when the whole batch does.
+def _completion_frames(model: str, ident: str, created: int,
+                       include_usage: bool) -> tuple[Frame, Callable[[dict], bytes]]:
+    """The legacy text_completion stream: text pieces per choice, the last with its finish reason."""
+    def body(choices: list[dict[str, Any]], usage: dict | None = None) -> bytes:
+        chunk = {"id": ident, "object": "text_completion", "created": created, "model": model, "choices": choices}
+        return _sse(chunk | {"usage": usage} if include_usage else chunk)
 
-    A client that goes away cancels the generator here: the sink is cancelled (the batch drops this row's
-    tokens and runs on for the others) and `tunewise_stream_disconnects` counts it."""
+    def frame(index: int, piece: str | None, finish: str | None) -> bytes:
+        if piece == "":
+            return b""  # this protocol has no opening event
+        return body([{"index": index, "text": piece or "", "finish_reason": finish, "logprobs": None}])
+
+    return frame, lambda usage: body([], usage)
+
+
+async def _pieces_of(state: ServerState, answer: Answer | LiveAnswer) -> AsyncIterator[str | Answer]:
+    """A reply as text pieces, then the finished Answer. A whole answer (cached, a label, a JSON reply) is cut
+    at word boundaries; a live one is sent as its row's tokens come and ends when its row ends, not when the
+    whole batch does."""
+    if isinstance(answer, Answer):
+        for piece in _pieces(answer.text):
+            yield piece
+        yield answer
+        return
+    live = answer
     deltas = TextDeltas(live.decode, live.stops)
+    deadline = time.monotonic() + state.config.timeout_s  # the wait for tokens, not the client's reading
+    while True:
+        kind, value = await asyncio.wait_for(live.sink.queue.get(), deadline - time.monotonic())
+        if kind == "tokens":
+            ids, finished = value
+            if piece := deltas.add(ids):
+                yield piece
+            if finished:
+                final = Answer(live.decode(deltas.ids), live.prompt_tokens, len(deltas.ids), "")
+                break
+        else:  # the batch ended before this row did: it failed
+            error = value.exception()
+            raise error if error is not None else RuntimeError("the batch ended without this row")
+    final.text, stopped = _cut_at_stop(final.text, live.stops)
+    final.finish_reason = "stop" if stopped or final.completion_tokens < live.max_tokens else "length"
+    if piece := deltas.finish(final.text):
+        yield piece
+    yield final
+
+
+async def _event_stream(state: ServerState, answers: list[Answer | LiveAnswer], frame: Frame,
+                        usage_frame: Callable[[dict], bytes] | None,
+                        after: Callable[[int, Answer], Awaitable[None]]) -> AsyncIterator[bytes]:
+    """Server-sent events for one or more choices, interleaved as their pieces come, then the usage (when
+    asked) and `[DONE]`; `after(index, answer)` files each live choice once the stream has delivered it.
+
+    A client that goes away cancels the generator here: each live row's sink is cancelled (its batch drops
+    the row's tokens and runs on for the others) and `tunewise_stream_disconnects` counts it. An error after
+    the status line was sent goes into the stream as an OpenAI error envelope."""
+    events: asyncio.Queue[tuple[int, str | Answer | BaseException]] = asyncio.Queue()
+
+    async def pump(index: int, answer: Answer | LiveAnswer) -> None:
+        try:
+            async for item in _pieces_of(state, answer):
+                await events.put((index, item))
+        except Exception as error:  # noqa: BLE001 - handed to the stream, which reports it
+            await events.put((index, error))
+
+    pumps = [asyncio.create_task(pump(i, a)) for i, a in enumerate(answers)]
     delivered = False
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        deadline = time.monotonic() + state.config.timeout_s  # the wait for tokens, not the client's reading
-        while True:
-            kind, value = await asyncio.wait_for(live.sink.queue.get(), deadline - time.monotonic())
-            if kind == "tokens":
-                ids, finished = value
-                if piece := deltas.add(ids):
-                    yield chunk({"content": piece})
-                if finished:
-                    final = Answer(live.decode(deltas.ids), live.prompt_tokens, len(deltas.ids), "")
-                    break
-            else:  # the batch ended before this row did: it failed
-                error = value.exception()
-                raise error if error is not None else RuntimeError("the batch ended without this row")
-        final.text, stopped = _cut_at_stop(final.text, live.stops)
-        final.finish_reason = "stop" if stopped or final.completion_tokens < live.max_tokens else "length"
-        if piece := deltas.finish(final.text):
-            yield chunk({"content": piece})
-        yield chunk({}, final.finish_reason)
-        if include_usage:
-            yield chunk({}, usage=_usage([final]))
+        for index in range(len(answers)):
+            if opening := frame(index, "", None):
+                yield opening
+        finals: list[Answer | None] = [None] * len(answers)
+        while any(f is None for f in finals):
+            index, item = await events.get()
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, Answer):
+                finals[index] = item
+                yield frame(index, None, item.finish_reason)
+            else:
+                yield frame(index, item, None)
+        done = [f for f in finals if f is not None]
+        if usage_frame is not None:
+            yield usage_frame(_usage(done))
         yield b"data: [DONE]\n\n"
         delivered = True
-        await after(final)
+        for index, (answer, final) in enumerate(zip(answers, done)):
+            if isinstance(answer, LiveAnswer):
+                await after(index, final)
     except Exception as error:  # noqa: BLE001 - the status line is sent: the error goes in the stream
         delivered = True
         problem = (APIError(504, f"no answer within {state.config.timeout_s:g} s", code="timeout")
@@ -433,11 +484,15 @@ async def _live_stream(state: ServerState, live: LiveAnswer, chunk: Chunk, inclu
         if problem.status == 500:
             log.error("streamed generation failed", exc_info=error)
         state.metrics.errors.labels(str(problem.status), problem.code or "").inc()
-        yield f"data: {json.dumps(envelope(problem))}\n\n".encode()
+        yield _sse(envelope(problem))
     finally:
+        for task in pumps:
+            task.cancel()
         if not delivered:  # the client went away mid-stream
-            live.sink.cancelled = True
-            live.future.cancel()  # only takes effect while the request still waits for its batch
+            for answer in answers:
+                if isinstance(answer, LiveAnswer):
+                    answer.sink.cancelled = True
+                    answer.future.cancel()  # only takes effect while the request still waits for its batch
             state.metrics.stream_disconnects.inc()
 
 
@@ -571,35 +626,46 @@ def create_app(state: ServerState) -> Any:
                 state.metrics.captured.labels(outcome).inc()
 
         ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        if isinstance(answer, LiveAnswer):
-            async def after(done: Answer) -> None:
-                await answer.remember(done)  # type: ignore[misc]
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            frame, usage_frame = _chat_frames(served.name, ident, created, include_usage)
+
+            async def after(_: int, done: Answer) -> None:
+                await answer.remember(done)  # type: ignore[union-attr,misc]
                 await captured(done)
 
-            events = _live_stream(state, answer, _chunker(served.name, ident, created, include_usage),
-                                  include_usage, after)
-            return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        await captured(answer)
-        if body.stream:
-            return StreamingResponse(_chat_stream(served.name, answer, ident, created, include_usage),
+            if isinstance(answer, Answer):
+                await captured(answer)
+            return StreamingResponse(_event_stream(state, [answer], frame, usage_frame if include_usage else None,
+                                                   after),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        assert isinstance(answer, Answer)
+        await captured(answer)
         return JSONResponse(_chat_body(served.name, answer, ident, created))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = _parse(CompletionRequest, await _read_json(request, state.config.max_body_bytes))
-        if body.stream:
-            raise APIError(400, "stream is supported on /v1/chat/completions only", param="stream",
-                           code="invalid_value")
         served = _lookup(state, body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        answers = await asyncio.gather(*(_answer(state, served, "completion", p, body) for p in prompts))
+        answers = await asyncio.gather(*(_answer(state, served, "completion", p, body, stream=body.stream)
+                                         for p in prompts))
+        ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            frame, usage_frame = _completion_frames(served.name, ident, created, include_usage)
+
+            async def after(index: int, done: Answer) -> None:
+                await answers[index].remember(done)  # type: ignore[union-attr,misc]
+
+            return StreamingResponse(_event_stream(state, list(answers), frame,
+                                                   usage_frame if include_usage else None, after),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        whole = [a for a in answers if isinstance(a, Answer)]
         choices = [{"index": i, "text": a.text, "finish_reason": a.finish_reason, "logprobs": None}
-                   for i, a in enumerate(answers)]
-        return JSONResponse({"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion",
-                             "created": int(time.time()), "model": served.name, "choices": choices,
-                             "usage": _usage(list(answers))})
+                   for i, a in enumerate(whole)]
+        return JSONResponse({"id": ident, "object": "text_completion", "created": created, "model": served.name,
+                             "choices": choices, "usage": _usage(whole)})
 
     @app.post("/v1/classify")
     async def classify(request: Request) -> Response:

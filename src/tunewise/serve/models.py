@@ -281,7 +281,7 @@ def _fine_tuned(loader: Loader, root: Path, name: str) -> ServedModel:
         raise AdapterError("refusing to serve fine-tuned model:\n  " + "\n  ".join(problems))
     if (folder / MARKER).is_file():
         try:
-            head = ClassifierModel.load(folder)
+            head = ClassifierModel.load(folder, precision=loader.precision)  # serve --precision applies
         except ClassifierError as err:
             raise ServeSetupError(str(err)) from None
         return ServedModel(name, "classical", {"classifier": model_fingerprint(folder)}, "finetune", classical=head,
