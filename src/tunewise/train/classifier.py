@@ -66,7 +66,8 @@ class ClassifierConfig(BaseModel):
     early_stopping_metric: Literal["macro_f1", "loss"] = Field(
         "macro_f1", description="What 'improvement' means: higher validation macro-F1, or lower validation loss. "
         "The best epoch by this metric is the one kept.")
-    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk; the best is always among them.")
+    save_total_limit: int = Field(2, ge=1, description="Newest complete checkpoints kept on disk; the best one is "
+                                  "kept too, so a resumed run can still end on it.")
     seed: int = Field(0, description="Seeds the head's initialisation, dropout and the data order.")
     precision: str = Field("auto", description="'auto' (bf16 where the hardware does it fast, else fp32), "
                            "'bf16', 'fp32' or 'fp16'; see models.precision.choose_precision.")
