@@ -30,7 +30,7 @@ from tunewise.models.precision import Precision, choose_precision, resolve_devic
 from tunewise.schema import Example
 from tunewise.train import checkpoints
 from tunewise.train.sft_data import LengthGroupedBatches
-from tunewise.train.trainer_safety import seal_checkpoint, sigterm_flag, stop_on_sigterm
+from tunewise.train.trainer_safety import ordered_loader, seal_checkpoint, sigterm_flag, stop_on_sigterm
 
 MARKER = "tunewise-classifier.json"
 FORMAT_VERSION = 1
@@ -213,9 +213,7 @@ def _trainer_class() -> type:
             self._started = time.perf_counter()
 
         def get_train_dataloader(self) -> DataLoader:
-            loader = DataLoader(self.train_dataset, batch_sampler=self._batches, collate_fn=self.data_collator,
-                                num_workers=0)
-            return self.accelerator.prepare(loader)
+            return ordered_loader(self, self._batches)
 
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             super()._save_checkpoint(model, trial)

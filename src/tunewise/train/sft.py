@@ -37,7 +37,7 @@ from tunewise.schema import Example
 from tunewise.train import checkpoints
 from tunewise.train.sft_data import IGNORE_INDEX, LengthGroupedBatches, TokenizedExample, collate
 from tunewise.train.token_cache import TokenCache
-from tunewise.train.trainer_safety import seal_checkpoint, sigterm_flag, stop_on_sigterm
+from tunewise.train.trainer_safety import ordered_loader, seal_checkpoint, sigterm_flag, stop_on_sigterm
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done_steps, total_steps)` after every optimizer step."""
@@ -232,9 +232,7 @@ def _trainer_class() -> type:
             return (loss, outputs) if return_outputs else loss
 
         def get_train_dataloader(self) -> DataLoader:
-            loader = DataLoader(self.train_dataset, batch_sampler=self._batches, collate_fn=self.data_collator,
-                                num_workers=0)
-            return self.accelerator.prepare(loader)
+            return ordered_loader(self, self._batches)
 
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
             super()._save_checkpoint(model, trial)

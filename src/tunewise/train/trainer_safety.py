@@ -55,6 +55,16 @@ def stop_on_sigterm(stop: threading.Event) -> Any:
     return StopOnSigterm()
 
 
+def ordered_loader(trainer: Any, batches: Any) -> Any:
+    """The train DataLoader over `batches` (a `LengthGroupedBatches`: its order is a pure function of seed and
+    epoch, so a resumed run sees the batches an uninterrupted one sees), prepared by the Trainer's accelerator.
+    Return it from an overridden `get_train_dataloader`."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(trainer.train_dataset, batch_sampler=batches, collate_fn=trainer.data_collator, num_workers=0)
+    return trainer.accelerator.prepare(loader)
+
+
 def seal_checkpoint(trainer: Any, keep_last: int, **facts: object) -> None:
     """After the Trainer saved `checkpoint-<step>`: mark it complete (its files fsynced first), then keep the
     newest `keep_last` and the best. Call from an overridden `_save_checkpoint`, on the saving process."""
