@@ -79,7 +79,7 @@ def bbc_training_examples(n: int, max_input_words: int = 120, seed: int = 0) -> 
     from tunewise.arms.finetune import training_examples
     from tunewise.assets import bundled_dataset_path
     from tunewise.data.formats import read_examples
-    from tunewise.experiment import evaluation_subset
+    from tunewise.pipeline.experiment import evaluation_subset
     from tunewise.tasks.classify import ClassifyTask
 
     rows = read_examples(bundled_dataset_path()).examples

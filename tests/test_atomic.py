@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tunewise.atomic import atomic_dir, atomic_open, atomic_write_text
+from tunewise.store.atomic import atomic_dir, atomic_open, atomic_write_text
 
 
 def test_file_replaced_only_on_success(tmp_path):

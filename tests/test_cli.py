@@ -11,7 +11,7 @@ from conftest import chat
 from test_checks import unique_chats
 from typer.testing import CliRunner
 
-from tunewise.cli import app
+from tunewise.cli.app import app
 
 runner = CliRunner()
 

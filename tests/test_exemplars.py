@@ -6,7 +6,7 @@ import pytest
 
 from tunewise.arms.exemplars import ExemplarPool, LeakageError
 from tunewise.data.split import split_examples
-from tunewise.experiment import evaluation_subset
+from tunewise.pipeline.experiment import evaluation_subset
 from tunewise.schema import Example, Message
 
 
@@ -30,7 +30,7 @@ def test_no_exemplar_ever_comes_from_the_test_split():
 
 
 def test_retrieval_draws_only_from_the_pool():
-    from tunewise.retrieval import build_index
+    from tunewise.models.index import build_index
 
     split = split_examples(DATA, seed=3)
     pool = ExemplarPool(split.train, split.test).examples

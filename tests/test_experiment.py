@@ -11,8 +11,8 @@ import yaml
 from openai_loopback import MODEL, ServerStats, serve
 
 from tunewise.config import load_experiment
-from tunewise.experiment import run_experiment
-from tunewise.predictions import PredictionStore
+from tunewise.pipeline.experiment import run_experiment
+from tunewise.store.predictions import PredictionStore
 
 TOPICS = {"goal": "sports", "shares": "business", "software": "tech", "film": "arts"}
 

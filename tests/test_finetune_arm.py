@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from tunewise.config import ConfigError, load_experiment
-from tunewise.experiment import run_experiment
+from tunewise.pipeline.experiment import run_experiment
 
 TOPICS = {"goal": "sports", "shares": "business", "software": "tech", "film": "arts"}
 

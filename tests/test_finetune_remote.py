@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from tunewise.config import FinetuneArm, load_experiment
-from tunewise.experiment import run_experiment
+from tunewise.pipeline.experiment import run_experiment
 from tunewise.serve.models import Loader, build_models
 
 from test_finetune_arm import _rows

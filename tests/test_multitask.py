@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tunewise.config import ConfigError, Experiment, load_experiment
-from tunewise.experiment import run_experiment
+from tunewise.pipeline.experiment import run_experiment
 
 TOPICS = {"goal": "sports", "shares": "business", "software": "tech", "film": "arts"}
 MOODS = {"lovely": "positive", "awful": "negative"}

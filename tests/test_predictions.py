@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tunewise.prediction_cache import PredictionCache, cache_key
-from tunewise.predictions import PredictionStore
+from tunewise.store.answer_cache import PredictionCache, cache_key
+from tunewise.store.predictions import PredictionStore
 from tunewise.schema import Prediction
 
 

@@ -116,7 +116,7 @@ def test_tunewise_run_writes_the_evidence_and_tunewise_report_rerenders_it(tmp_p
     from test_cli import invoke
 
     from tunewise.config import load_experiment
-    from tunewise.experiment import run_experiment
+    from tunewise.pipeline.experiment import run_experiment
 
     monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
     topics = {"goal": "sports", "shares": "business", "software": "tech"}

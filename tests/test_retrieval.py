@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from tunewise import retrieval
-from tunewise.retrieval import BM25Index, EmbeddingIndex, RetrievalError, _rank, build_index
+from tunewise.models import index as retrieval
+from tunewise.models.index import BM25Index, EmbeddingIndex, RetrievalError, _rank, build_index
 
 CORPUS = [
     "The striker scored twice as the team won the league match.",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tunewise
-from tunewise.runs import REGISTRY, RunError, create_run, list_runs, open_run
+from tunewise.store.runs import REGISTRY, RunError, create_run, list_runs, open_run
 
 CONFIG = {"task": "classify", "arms": ["zero_shot", "classical"], "seed": 13, "nested": {"lr": 0.0002}}
 

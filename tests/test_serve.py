@@ -332,8 +332,8 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
     import yaml
 
     from tunewise.config import load_experiment
-    from tunewise.experiment import run_experiment
-    from tunewise.predictions import PredictionStore
+    from tunewise.pipeline.experiment import run_experiment
+    from tunewise.store.predictions import PredictionStore
     from tunewise.serve.models import softmax
 
     monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
@@ -476,7 +476,7 @@ def test_batcher_groups_by_key_caps_batches_and_bounds_admission():
 def test_serve_command_reports_setup_problems_plainly(tmp_path):
     from typer.testing import CliRunner
 
-    from tunewise.cli import app
+    from tunewise.cli.app import app
 
     runner = CliRunner()
     nothing = runner.invoke(app, ["serve"])

@@ -7,7 +7,7 @@ import pytest
 from evidence_cases import TRAINING, classify_run
 
 from tunewise.evaluate.evidence import build_results
-from tunewise.verdict import Candidate, decide
+from tunewise.evaluate.verdict import Candidate, decide
 
 
 def pair(a: str, b: str, significant: bool, p: float = 0.5) -> dict:

@@ -29,7 +29,7 @@ from filelock import FileLock
 from rich.console import Console
 
 from tunewise import __version__
-from tunewise.atomic import atomic_dir, atomic_open, atomic_write_text
+from tunewise.store.atomic import atomic_dir, atomic_open, atomic_write_text
 
 MARKER = "tunewise-asset.json"
 MODEL_NAME = "smollm2-135m-instruct"

@@ -39,7 +39,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 from tunewise import __version__
-from tunewise.atomic import atomic_dir
+from tunewise.store.atomic import atomic_dir
 from tunewise.schema import Example
 
 ModelName = Literal["logreg", "linear_svm", "random_forest"]
@@ -362,7 +362,7 @@ def run(arm: Any, ctx: Any) -> list[Any]:
     """The classical arm in a run: fit on the training split (or reuse the identical fit from the cache),
     save the model into the run folder, and write one prediction per test example with per-label scores."""
     from tunewise.assets import cache_dir
-    from tunewise.prediction_cache import cache_key
+    from tunewise.store.answer_cache import cache_key
     from tunewise.schema import Prediction
 
     key = cache_key(kind="classical", settings=arm.settings.model_dump(mode="json"), sklearn=sklearn.__version__,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunewise.prediction_cache import PredictionCache
-from tunewise.predictions import PredictionStore
-from tunewise.ranks import Ranks
+from tunewise.store.answer_cache import PredictionCache
+from tunewise.store.predictions import PredictionStore
+from tunewise.train.ranks import Ranks
 from tunewise.schema import Example
 from tunewise.tasks import Task
 

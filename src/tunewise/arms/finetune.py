@@ -10,7 +10,7 @@ resumes from `checkpoints/<arm>/`. What training recorded (time, precision, loss
 gap warning) goes to `training/<arm>.json` for the report. A multi-task arm (`tasks`) also trains on other
 datasets behind their prefixes and scores each on its own split (arms/multitask.py). Under torchrun every
 process runs this code and trains; process 0 alone decides (is the arm trained?), exports, evaluates and
-records (tunewise.ranks). This module is glue: training lives in train/.
+records (tunewise.train.ranks). This module is glue: training lives in train/.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.arms.context import ArmContext
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 from tunewise.config import FinetuneArm
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
@@ -45,7 +45,7 @@ def training_examples(examples: list[Example], ctx: ArmContext, variant: str, *,
 
 
 def _subset(examples: list[Example], limit: int | None, ctx: ArmContext) -> list[Example]:
-    from tunewise.experiment import evaluation_subset
+    from tunewise.pipeline.experiment import evaluation_subset
 
     return evaluation_subset(examples, limit, ctx.seed, bool(ctx.task.labels))
 
@@ -87,7 +87,7 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
     from tunewise.train.sft import ARM_MARKER
 
     from tunewise.arms import multitask
-    from tunewise.ranks import decided_by_main
+    from tunewise.train.ranks import decided_by_main
 
     folder = ctx.run_dir / "adapters" / arm.name
     record_path = ctx.run_dir / "training" / f"{arm.name}.json"
@@ -240,7 +240,7 @@ def _progressive(arm: FinetuneArm, ctx: ArmContext, val: list[Example], max_new_
 
 def _adopt(stage_folder: Path, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """The last stage's export becomes the arm's (copied atomically, its marker naming the arm)."""
-    from tunewise.atomic import atomic_dir
+    from tunewise.store.atomic import atomic_dir
     from tunewise.train.sft import ARM_MARKER
 
     meta = json.loads((stage_folder / ARM_MARKER).read_text(encoding="utf-8")) | extra

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunewise.arms.context import ArmContext
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 from tunewise.config import FinetuneArm, RemoteArm
 from tunewise.schema import Example, Prediction
 

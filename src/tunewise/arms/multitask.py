@@ -52,7 +52,7 @@ def suffix(name: str) -> str:
 
 
 def task_data_path(extra: ExtraTask) -> Path:
-    from tunewise.experiment import resolve_data_path
+    from tunewise.pipeline.experiment import resolve_data_path
 
     return resolve_data_path(extra.data.path, f"tasks.{extra.name}.data.path")
 
@@ -84,8 +84,8 @@ def chat_examples(examples: list[Example], task: Task, variant: str, prefix: str
 
 def load_tasks(arm: FinetuneArm, ctx: ArmContext) -> list[TaskData]:
     """Every extra task of `arm` with its frozen split (process 0 draws and writes it; the others receive it)."""
-    from tunewise.experiment import evaluation_subset, frozen_split, read_data
-    from tunewise.ranks import decided_by_main
+    from tunewise.pipeline.experiment import evaluation_subset, frozen_split, read_data
+    from tunewise.train.ranks import decided_by_main
 
     loaded = []
     for extra in arm.tasks or []:

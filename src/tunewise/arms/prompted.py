@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tunewise.arms.context import ArmContext
-from tunewise.prediction_cache import cache_key
+from tunewise.store.answer_cache import cache_key
 from tunewise.schema import Example, Prediction
 
 Messages = list[dict[str, str]]

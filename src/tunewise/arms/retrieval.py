@@ -20,7 +20,7 @@ def arm_index(arm: RetrievalArm, texts: list[str]) -> Any:
     """The arm's search index over `texts`: MiniLM embeddings (cached on disk) or BM25. Serving builds the
     same one, so a served request sees the exemplars evaluation would have chosen."""
     from tunewise.assets import cache_dir, resolve_model
-    from tunewise.retrieval import build_index
+    from tunewise.models.index import build_index
 
     if arm.retriever == "embedding":
         return build_index("embedding", texts, model_path=resolve_model(arm.embedder),

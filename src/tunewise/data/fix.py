@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunewise.atomic import atomic_open
+from tunewise.store.atomic import atomic_open
 from tunewise.data import privacy
 from tunewise.data.check_report import CheckReport
 from tunewise.data.checks import CheckOptions

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tunewise.atomic import atomic_open, atomic_write_text
+from tunewise.store.atomic import atomic_open, atomic_write_text
 from tunewise.data.textnorm import normalise
 from tunewise.schema import Example
 

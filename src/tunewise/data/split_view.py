@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from tunewise.stages import SplitOutcome
+    from tunewise.pipeline.split_file import SplitOutcome
 
 SHOWN_LABELS = 8
 

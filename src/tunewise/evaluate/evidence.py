@@ -24,7 +24,7 @@ from tunewise.evaluate.slices import slice_report
 from tunewise.evaluate.stats import compare, intervals, resample_weights
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
-from tunewise.verdict import Candidate, decide
+from tunewise.evaluate.verdict import Candidate, decide
 
 SCHEMA_VERSION = 1
 
@@ -160,9 +160,9 @@ def _roi_view(arm: Mapping[str, Any], metric: str) -> dict[str, Any]:
 def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(results, metrics.json content) rebuilt from a run folder: manifest config, frozen split, predictions."""
     from tunewise.data.formats import read_examples
-    from tunewise.experiment import evaluation_subset
-    from tunewise.predictions import PredictionStore
-    from tunewise.runs import open_run
+    from tunewise.pipeline.experiment import evaluation_subset
+    from tunewise.store.predictions import PredictionStore
+    from tunewise.store.runs import open_run
     from tunewise.tasks import make_task
 
     run = open_run(run_dir)

@@ -112,7 +112,7 @@ def passes(reply: str, check: dict[str, Any]) -> bool:
     if kind == "yes_no":
         return bare.lower() in ("yes", "no")
     if kind == "json_object":
-        from tunewise.jsontext import json_objects
+        from tunewise.tasks.jsontext import json_objects
 
         return next(json_objects(text), None) is not None
     raise ProbeError(f"unknown check {kind!r}; known: {', '.join(CHECKS)}")

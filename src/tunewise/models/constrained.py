@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
-from tunewise.jsontext import json_objects
+from tunewise.tasks.jsontext import json_objects
 
 LogitsProcessors = Callable[[], list[Any]]
 

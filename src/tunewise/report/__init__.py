@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 
 
 def write_report(run_dir: Path, results: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Path]:

@@ -58,7 +58,7 @@ def metric_columns(results: Mapping[str, Any]) -> list[str]:
 
 
 def _context(results: Mapping[str, Any]) -> dict[str, Any]:
-    from tunewise.verdict import RULE
+    from tunewise.evaluate.verdict import RULE
 
     metric = results["primary_metric"]
     ranked = sorted(results["arms"], key=lambda a: -results["arms"][a]["metrics"][metric]["value"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tunewise.prediction_cache import cache_key
+from tunewise.store.answer_cache import cache_key
 
 __all__ = ["LRUCache", "SemanticCache", "cache_key", "cacheable"]
 
@@ -96,7 +96,7 @@ class SemanticCache:
 def minilm_embedder(model: str = "minilm") -> Callable[[Sequence[str]], np.ndarray]:
     """Unit-length MiniLM sentence embeddings (the bundled all-MiniLM-L6-v2 by default), loaded on first use."""
     from tunewise.assets import resolve_model
-    from tunewise.retrieval import EmbeddingIndex
+    from tunewise.models.index import EmbeddingIndex
 
     index = EmbeddingIndex(np.empty((0, 0), dtype=np.float32), resolve_model(model))
     return lambda texts: index.embed(list(texts))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tunewise.atomic import atomic_open, atomic_write_text
+from tunewise.store.atomic import atomic_open, atomic_write_text
 
 PURPOSES = ("fine-tune",)
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 NEXT: dict[str, frozenset[str]] = {

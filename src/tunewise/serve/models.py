@@ -212,7 +212,7 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
 
     from tunewise.config import ClassicalArm, FewShotArm, RetrievalArm, SplitConfig, TaskConfig, ZeroShotArm
     from tunewise.data.formats import read_examples
-    from tunewise.runs import RunError, open_run
+    from tunewise.store.runs import RunError, open_run
     from tunewise.tasks import make_task
 
     try:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunewise.jsontext import json_objects
+from tunewise.tasks.jsontext import json_objects
 from tunewise.schema import Example
 from tunewise.tasks import shorten
 from tunewise.tasks.prompting import chat_prompt

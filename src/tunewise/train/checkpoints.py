@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 
 MARKER = "tunewise-complete.json"
 _STEP = re.compile(r"^checkpoint-(\d+)$")

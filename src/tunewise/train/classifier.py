@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunewise.atomic import atomic_dir
+from tunewise.store.atomic import atomic_dir
 from tunewise.models.precision import Precision, choose_precision, resolve_device
 from tunewise.schema import Example
 from tunewise.train import checkpoints

@@ -30,9 +30,9 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunewise.atomic import atomic_dir, atomic_write_text
+from tunewise.store.atomic import atomic_dir, atomic_write_text
 from tunewise.models.precision import Precision, choose_precision, resolve_device
-from tunewise.ranks import launched
+from tunewise.train.ranks import launched
 from tunewise.schema import Example
 from tunewise.train import checkpoints
 from tunewise.train.sft_data import IGNORE_INDEX, LengthGroupedBatches, TokenizedExample, collate

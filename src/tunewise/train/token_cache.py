@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from tunewise.atomic import atomic_open
+from tunewise.store.atomic import atomic_open
 from tunewise.schema import Example
 from tunewise.train.sft_data import TokenizedExample, end_of_turn_set, tokenize_examples
 

@@ -19,8 +19,8 @@ from tunewise import assets
 from tunewise.data.check_report import check_file
 from tunewise.data.check_view import render_check
 from tunewise.config import load_experiment
-from tunewise.experiment import rich_progress, run_experiment
-from tunewise.experiment_view import render_result
+from tunewise.pipeline.experiment import rich_progress, run_experiment
+from tunewise.cli.experiment_view import render_result
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bbc-news.yaml"
 

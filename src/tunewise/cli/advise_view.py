@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tunewise.advise import Advice
+from tunewise.advise.readiness import Advice
 
 _STYLE = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "blocker": "[bold red]blocker[/]"}
 

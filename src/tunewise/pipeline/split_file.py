@@ -14,7 +14,7 @@ from typing import Any
 from tunewise.data.formats import read_examples
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import Split, SplitError, split_examples, write_splits
-from tunewise.runs import Run, create_run
+from tunewise.store.runs import Run, create_run
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from tunewise.experiment import ExperimentResult
+from tunewise.pipeline.experiment import ExperimentResult
 
 
 def render_result(result: ExperimentResult, console: Console) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tunewise.model_catalog import Catalog, CatalogModel
+from tunewise.advise.catalog import Catalog, CatalogModel
 
 Status = Literal["ok", "warn", "blocker"]
 SCHEMA = "tunewise.advise/1"

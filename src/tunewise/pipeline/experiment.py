@@ -27,10 +27,10 @@ from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import split_examples, write_splits
 from tunewise.evaluate.evidence import build_results, metrics_summary
-from tunewise.prediction_cache import PredictionCache
-from tunewise.ranks import RankError, Ranks, decided_by_main, launched
+from tunewise.store.answer_cache import PredictionCache
+from tunewise.train.ranks import RankError, Ranks, decided_by_main, launched
 from tunewise.report import write_report
-from tunewise.runs import Run, create_run, open_run
+from tunewise.store.runs import Run, create_run, open_run
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import make_task
 
@@ -245,7 +245,7 @@ def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Pr
     config = experiment.evaluation.robustness
     if not config.perturbations or not done:
         return {}
-    from tunewise.experiment_robustness import run_robustness
+    from tunewise.pipeline.robustness import run_robustness
 
     subset = evaluation_subset(ctx.test, config.max_examples, experiment.split.seed, bool(ctx.task.labels))
     return run_robustness(config, _order(experiment.arms), ctx, subset, done, experiment.evaluation.primary_metric,

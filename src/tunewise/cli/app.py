@@ -133,12 +133,12 @@ def advise(
     mapping: MapOpt = None,
 ) -> None:
     """Before any compute: is this data (and your situation) ready for fine-tuning? Checklist and candidate models."""
-    from tunewise.advise import Requirements
-    from tunewise.advise import advise as make_advice
-    from tunewise.advise_view import render_advice
+    from tunewise.advise.readiness import Requirements
+    from tunewise.advise.readiness import advise as make_advice
+    from tunewise.cli.advise_view import render_advice
     from tunewise.data.check_report import check_file
     from tunewise.data.checks import CheckOptions
-    from tunewise.model_catalog import CatalogError, load_catalog
+    from tunewise.advise.catalog import CatalogError, load_catalog
 
     _existing(data)
     if change_rate is not None and change_rate not in ("low", "medium", "high"):
@@ -177,8 +177,8 @@ def split(
     """Deterministic stratified train/val/test split; duplicates and near duplicates never cross splits."""
     from tunewise.data.split import SplitError
     from tunewise.data.split_view import render_split
-    from tunewise.runs import RunError
-    from tunewise.stages import split_file
+    from tunewise.store.runs import RunError
+    from tunewise.pipeline.split_file import split_file
 
     _existing(data)
     try:
@@ -236,7 +236,7 @@ def runs(runs_dir: RunsOpt = Path("runs")) -> None:
     """List run folders, newest first."""
     from rich.table import Table
 
-    from tunewise.runs import list_runs
+    from tunewise.store.runs import list_runs
 
     records = list_runs(runs_dir)
     if not records:
@@ -286,7 +286,7 @@ def init(
     """Write a commented example experiment to edit."""
     from importlib.resources import files
 
-    from tunewise.atomic import atomic_write_text
+    from tunewise.store.atomic import atomic_write_text
     from tunewise.config import dump_schema_doc
 
     if explain:
@@ -310,9 +310,9 @@ def run(
 ) -> None:
     """Run every arm of an experiment on one frozen split and print per-arm quality."""
     from tunewise.config import ConfigError, load_experiment
-    from tunewise.experiment import ExperimentError, rich_progress, run_experiment
-    from tunewise.experiment_view import render_result
-    from tunewise.runs import RunError
+    from tunewise.pipeline.experiment import ExperimentError, rich_progress, run_experiment
+    from tunewise.cli.experiment_view import render_result
+    from tunewise.store.runs import RunError
 
     _run(experiment, overrides, resume, no_cache, only_finetune=False, arms=None)
 
@@ -334,14 +334,14 @@ def train(
 def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache: bool, *, only_finetune: bool,
          arms: list[str] | None) -> None:
     """`run` and `train`. Under torchrun / accelerate launch every process runs this; process 0 prints, writes
-    and evaluates, the others train quietly and exit 0 (see tunewise.ranks)."""
+    and evaluates, the others train quietly and exit 0 (see tunewise.train.ranks)."""
     from tunewise.arms.context import no_progress
     from tunewise.arms.finetune import TrainingInterrupted
     from tunewise.config import ConfigError, FinetuneArm, load_experiment
-    from tunewise.experiment import ExperimentError, rich_progress, run_experiment
-    from tunewise.experiment_view import render_result
-    from tunewise.ranks import RankError, launched, start
-    from tunewise.runs import RunError
+    from tunewise.pipeline.experiment import ExperimentError, rich_progress, run_experiment
+    from tunewise.cli.experiment_view import render_result
+    from tunewise.train.ranks import RankError, launched, start
+    from tunewise.store.runs import RunError
 
     _existing(path)
     ranks = launched()
@@ -386,9 +386,9 @@ def report(
     robustness record added later joins the report.
     """
     from tunewise.evaluate.evidence import EvidenceError, results_from_run
-    from tunewise.experiment_view import render_verdict
+    from tunewise.cli.experiment_view import render_verdict
     from tunewise.report import write_report
-    from tunewise.runs import RunError
+    from tunewise.store.runs import RunError
 
     if not run_dir.is_dir():
         raise fail(f"{run_dir}: not a folder; give a run folder such as runs/<run-id>")
@@ -409,7 +409,7 @@ def demo(
 ) -> None:
     """The main job on the bundled defaults: check the BBC News data, then the head-to-head on it."""
     from tunewise.config import ConfigError
-    from tunewise.demo import run_demo
+    from tunewise.pipeline.demo import run_demo
 
     try:
         code = run_demo(console, runs_dir, overrides)

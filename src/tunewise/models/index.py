@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from tunewise.assets import bundled_embedder_path, resolve_model
-from tunewise.atomic import atomic_open
+from tunewise.store.atomic import atomic_open
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done, total)` after each chunk of texts is embedded."""

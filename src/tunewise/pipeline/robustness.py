@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.arms.context import ArmContext, ProgressFactory
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 from tunewise.config import PerturbationConfig, RobustnessConfig
 from tunewise.evaluate.metrics import arm_metrics
 from tunewise.evaluate.robustness import Perturbation, perturb

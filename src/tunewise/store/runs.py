@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tunewise.atomic import atomic_write_text
+from tunewise.store.atomic import atomic_write_text
 
 MANIFEST = "manifest.json"
 REGISTRY = "registry.sqlite"
@@ -295,7 +295,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise RunError(f"{folder} is not a run folder: no such directory")
     file = folder / MANIFEST
     if not file.is_file():
-        raise RunError(f"{folder} is not a run folder: it has no {MANIFEST}; create runs with tunewise.runs.create_run")
+        raise RunError(f"{folder} is not a run folder: it has no {MANIFEST}; create runs with tunewise.store.runs.create_run")
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
