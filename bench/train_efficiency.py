@@ -76,16 +76,16 @@ class _TaskOnly:
 
 def bbc_training_examples(n: int, max_input_words: int = 120, seed: int = 0) -> list[Example]:
     """A seeded, label-stratified sample of BBC News as the finetune arm trains on it (prompt + topic reply)."""
-    from tunewise.arms.finetune import training_examples
+    from tunewise.arms.finetune_local import training_examples
     from tunewise.assets import bundled_dataset_path
     from tunewise.data.formats import read_examples
-    from tunewise.pipeline.experiment import evaluation_subset
+    from tunewise.data.split import stratified_subset
     from tunewise.tasks.classify import ClassifyTask
 
     rows = read_examples(bundled_dataset_path()).examples
     task = ClassifyTask(labels=sorted({e.label for e in rows}), instructions=INSTRUCTIONS,
                         max_input_words=max_input_words)
-    subset = evaluation_subset(rows, n, seed, labelled=True)
+    subset = stratified_subset(rows, n, seed, labelled=True)
     return training_examples(subset, _TaskOnly(task), "default")  # type: ignore[arg-type]
 
 
@@ -154,7 +154,7 @@ def _lora_config() -> Any:
     """The LoRA of `SFTSettings`' defaults, written out as a plain peft script would."""
     from peft import LoraConfig
 
-    from tunewise.train.sft import SFTSettings
+    from tunewise.train.settings import SFTSettings
 
     d = SFTSettings()
     return LoraConfig(r=d.lora_r, lora_alpha=d.lora_alpha, lora_dropout=d.lora_dropout,
@@ -168,7 +168,7 @@ def _plain_trainer(side: str, examples: list[Example], model_dir: str, batch_siz
     from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
                               TrainingArguments, set_seed)
 
-    from tunewise.train.sft import SFTSettings
+    from tunewise.train.settings import SFTSettings
     from tunewise.train.sft_data import tokenize_examples
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -191,7 +191,8 @@ def run_side(side: str, examples: list[Example], model_dir: str, batch_size: int
     """Train one side once in this process; what the clock saw."""
     from transformers.utils import logging as hf_logging
 
-    from tunewise.train.sft import SFTSettings, train_sft
+    from tunewise.train.sft import train_sft
+    from tunewise.train.settings import SFTSettings
 
     hf_logging.set_verbosity_error()
     clock = _clock()
@@ -303,7 +304,7 @@ def main() -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     from tunewise.models.precision import choose_precision, resolve_device
-    from tunewise.train.sft import SFTSettings
+    from tunewise.train.settings import SFTSettings
     from tunewise.train.sft_data import tokenize_examples
 
     chosen = choose_precision(resolve_device("auto"), args.precision)

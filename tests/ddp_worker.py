@@ -14,7 +14,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 from sft_worker import examples
 
-from tunewise.train.sft import SFTSettings, train_sft
+from tunewise.train.sft import train_sft
+from tunewise.train.settings import SFTSettings
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from tunewise.schema import Example, Message
-from tunewise.train.sft import SFTSettings, train_sft
+from tunewise.train.sft import train_sft
+from tunewise.train.settings import SFTSettings
 
 LABELS = ("sport", "tech", "politics")
 

@@ -8,7 +8,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from tunewise.arms.classical import META_FILE, ClassicalConfig, ClassicalError, ClassicalModel, train_classical
+from tunewise.train.classical import META_FILE, ClassicalError, ClassicalModel, train_classical
+from tunewise.train.settings import ClassicalConfig
 from tunewise.schema import Example, Message
 
 TOPICS = {

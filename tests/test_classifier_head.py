@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tunewise.schema import Example, Message
-from tunewise.train.classifier import ClassifierConfig, ClassifierError, ClassifierModel, train_classifier
+from tunewise.train.classifier import ClassifierError, ClassifierModel, train_classifier
+from tunewise.train.settings import ClassifierConfig
 
 KEYWORDS = {
     "sport": ["football", "goal", "match", "team", "coach", "league"],

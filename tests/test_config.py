@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tunewise.config import ConfigError, EnsembleArm, apply_override, load_experiment
+from tunewise.arms.ensemble import EnsembleArm
+from tunewise.config import ConfigError, apply_override, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "examples").glob("*.yaml")) + [ROOT / "src/tunewise/templates/experiment.yaml"]
@@ -129,7 +130,7 @@ def test_primary_metric_defaults_by_task_and_is_checked(tmp_path):
 
 
 def test_cost_per_1k_requests():
-    from tunewise.config import RemotePrice
+    from tunewise.settings import RemotePrice
     from tunewise.evaluate.cost import cost_per_1k_requests
     from tunewise.schema import Prediction
 

@@ -6,7 +6,7 @@ import pytest
 
 from tunewise.arms.exemplars import ExemplarPool, LeakageError
 from tunewise.data.split import split_examples
-from tunewise.pipeline.experiment import evaluation_subset
+from tunewise.data.split import stratified_subset
 from tunewise.schema import Example, Message
 
 
@@ -54,9 +54,9 @@ def test_balanced_exemplars_cover_labels_and_are_deterministic():
     assert chosen != pool.balanced(4, seed=2, labelled=True)
 
 
-def test_evaluation_subset_is_stratified_seeded_and_ordered():
-    subset = evaluation_subset(DATA, 40, seed=0, labelled=True)
-    assert len(subset) == 40 and subset == evaluation_subset(DATA, 40, seed=0, labelled=True)
+def test_stratified_subset_is_stratified_seeded_and_ordered():
+    subset = stratified_subset(DATA, 40, seed=0, labelled=True)
+    assert len(subset) == 40 and subset == stratified_subset(DATA, 40, seed=0, labelled=True)
     assert sorted({e.label for e in subset}) == ["arts", "business", "sports", "tech"]
     assert [e.line for e in subset] == sorted(e.line for e in subset)
-    assert evaluation_subset(DATA, None, 0, True) == DATA
+    assert stratified_subset(DATA, None, 0, True) == DATA

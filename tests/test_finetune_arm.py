@@ -170,7 +170,8 @@ def test_a_saved_manifest_config_validates_again(experiment, tiny_model_dir):
 
 def test_augmentation_marks_copies_synthetic_and_is_deterministic():
     from tunewise.schema import Example, Message
-    from tunewise.train.augment import AugmentConfig, augment
+    from tunewise.train.augment import augment
+    from tunewise.train.settings import AugmentConfig
 
     originals = [Example(id=f"e{i}", line=i + 1, messages=(Message("system", "Label it."),
                                                              Message("user", f"the quick brown fox number {i} jumps"),

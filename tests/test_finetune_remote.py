@@ -14,7 +14,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tunewise.config import FinetuneArm, load_experiment
+from tunewise.arms.finetune import FinetuneArm
+from tunewise.config import load_experiment
 from tunewise.pipeline.experiment import run_experiment
 from tunewise.serve.models import Loader, build_models
 

@@ -50,15 +50,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> s
             visit(child)
 
     visit(tree)
-    edges = set()
-    for name in found:
-        # importing a.b.c runs a/__init__ and a/b/__init__ first: those are edges too
-        parts = name.split(".")
-        for i in range(2, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if prefix in known and prefix != module:
-                edges.add(prefix)
-    return edges
+    # the module each import names (a package's __init__ only when the package itself is imported from)
+    return {name for name in found if name in known and name != module}
 
 
 def import_graph() -> dict[str, set[str]]:

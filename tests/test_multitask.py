@@ -107,7 +107,7 @@ def test_prefixes_are_in_the_trained_tokens_and_outside_the_loss(tiny_model_dir)
     from transformers import AutoTokenizer
 
     from tunewise.arms.multitask import TaskData, prompt, training_mix
-    from tunewise.config import ExtraTask
+    from tunewise.arms.finetune import ExtraTask
     from tunewise.schema import Example, Message
     from tunewise.tasks import make_task
     from tunewise.train.sft_data import IGNORE_INDEX, tokenize_examples

@@ -402,7 +402,8 @@ def classifier_head(base: Path, labels: list[str]):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
     from tunewise.models.precision import choose_precision
-    from tunewise.train.classifier import ClassifierConfig, ClassifierModel
+    from tunewise.train.classifier import ClassifierModel
+    from tunewise.train.settings import ClassifierConfig
 
     config = LlamaConfig.from_pretrained(base, num_labels=len(labels), id2label=dict(enumerate(labels)),
                                          label2id={label: i for i, label in enumerate(labels)})

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from tunewise.schema import Example, Message
-from tunewise.tasks import make_task, shorten
+from tunewise.tasks import make_task
+from tunewise.tasks.prompting import shorten
 from tunewise.tasks.classify import ClassifyTask
 from tunewise.tasks.extract import ExtractTask, first_json_object
 from tunewise.tasks.generate import GenerateTask
@@ -51,7 +52,7 @@ def test_inputs_are_shortened_in_prompts():
 
 @pytest.mark.parametrize("task_type", ["classify", "extract", "generate"])
 def test_exemplars_can_be_cut_shorter_than_the_query(task_type):
-    from tunewise.config import TaskConfig
+    from tunewise.settings import TaskConfig
 
     long = " ".join(f"w{i}" for i in range(500))
     config = TaskConfig(type=task_type, max_input_words=40, exemplar_words=8)
@@ -78,7 +79,7 @@ def test_generate_scores_normalised_exact_match():
 
 
 def test_make_task_takes_labels_from_training_data():
-    from tunewise.config import TaskConfig
+    from tunewise.settings import TaskConfig
 
     task = make_task(TaskConfig(type="classify"), [ex("a", "tech"), ex("b", "arts", 1)])
     assert task.labels == ["arts", "tech"]

@@ -1,6 +1,6 @@
-"""What every arm gets: the task, the frozen train and test examples, the answer cache, a place to write
-predictions, progress reporting, and shared model instances (a model is loaded once per run, however
-many arms use it).
+"""What every arm's `run(arm, ctx)` gets: the task, the frozen train, validation and test examples, the answer
+cache, a place to write predictions, progress reporting, the predictions of arms that already ran, and shared
+model instances (a model is loaded once per run, however many arms use it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from tunewise.store.answer_cache import PredictionCache
 from tunewise.store.predictions import PredictionStore
 from tunewise.train.ranks import Ranks
-from tunewise.schema import Example
+from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
 
 # progress(total, description) -> context manager yielding advance(n)
@@ -39,7 +39,11 @@ class ArmContext:
     progress: ProgressFactory = no_progress
     log: Callable[[str], None] = print
     _models: dict[tuple[str, str], Any] = field(default_factory=dict)
-    outputs: dict[str, list[Any]] = field(default_factory=dict)
+    # the task's generation budget and its settings as saved in the manifest (fine-tuned arms record them)
+    max_new_tokens: int = 64
+    task_config: dict[str, Any] = field(default_factory=dict)
+    # predictions of the arms that have run so far, by arm name (an ensemble votes over them)
+    finished: dict[str, list[Prediction]] = field(default_factory=dict)
     # "~typos-0.05" when the arms run on a perturbed copy of the test subset: their predictions go to
     # predictions/<arm>~typos-0.05.jsonl, beside (never over) the clean ones, and resume like them.
     store_suffix: str = ""

@@ -7,13 +7,56 @@ does not vote.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from tunewise.arms.context import ArmContext
-from tunewise.config import EnsembleArm
-from tunewise.schema import Prediction
+from pydantic import Field
+
+from tunewise.settings import ArmConfig
+
+if TYPE_CHECKING:
+    from tunewise.arms.context import ArmContext
+    from tunewise.schema import Prediction
+    from tunewise.settings import CostConfig
+
+RUNS_LAST = True
 
 
-def run(arm: EnsembleArm, ctx: ArmContext, members: dict[str, list[Prediction]]) -> list[Prediction]:
+class EnsembleArm(ArmConfig):
+    """Majority vote of other arms' predictions (ties go to the first member listed)."""
+
+    type: Literal["ensemble"]
+    members: list[str] = Field(min_length=2, description="Names of the arms to combine.")
+
+
+Config = EnsembleArm
+
+
+def check(arm: EnsembleArm, experiment: Any) -> None:
+    names = [a.name for a in experiment.arms]
+    unknown = [m for m in arm.members if m not in names or m == arm.name]
+    if unknown:
+        raise ValueError(f"ensemble {arm.name!r} names unknown arms {unknown}; known: {names}")
+
+
+def cost_per_1k(arm: EnsembleArm, predictions: Sequence[Prediction], cost: CostConfig,
+                known: Mapping[str, float | None]) -> float | None:
+    """Every member answers every request: the members' costs added (unknown if any member's is)."""
+    members = [known.get(m) for m in arm.members]
+    return None if any(c is None for c in members) else sum(members)
+
+
+def not_served(arm: EnsembleArm) -> str:
+    return "an ensemble arm is not served by tunewise"
+
+
+def run(arm: EnsembleArm, ctx: ArmContext) -> list[Prediction]:
+    from tunewise.schema import Prediction
+
+    members = ctx.finished
+    missing = [m for m in arm.members if m not in members]
+    if missing:
+        raise ValueError(f"ensemble {arm.name!r}: member(s) {missing} produced no predictions")
     by_member = {name: {p.id: p for p in members[name]} for name in arm.members}
     store = ctx.store(arm.name)
     out = []

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from tunewise.arms.context import ArmContext
-from tunewise.arms.exemplars import ExemplarPool
-from tunewise.arms.prompted import local_backend, run_prompted
-from tunewise.config import FewShotArm
-from tunewise.schema import Prediction
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from tunewise.settings import LocalArmConfig
+
+if TYPE_CHECKING:
+    from tunewise.arms.context import ArmContext
+    from tunewise.schema import Prediction
 
 
-def run(arm: FewShotArm, ctx: ArmContext, max_new_tokens: int) -> list[Prediction]:
+class FewShotArm(LocalArmConfig):
+    """k training examples as exemplars (label-balanced for classification; fixed for every test input)."""
+
+    type: Literal["few_shot"]
+    k: int = Field(4, ge=1, le=64, description="Number of exemplars.")
+
+
+Config = FewShotArm
+
+
+def run(arm: FewShotArm, ctx: ArmContext) -> list[Prediction]:
+    from tunewise.arms.exemplars import ExemplarPool
+    from tunewise.arms.prompted import local_backend, run_prompted
+
     shots = ExemplarPool(ctx.train, ctx.test).balanced(arm.k, ctx.seed, labelled=bool(ctx.task.labels))
-    backend = local_backend(arm, ctx, max_new_tokens)
+    backend = local_backend(arm, ctx, ctx.max_new_tokens)
     return run_prompted(arm.name, ctx, lambda e: ctx.task.messages(e, shots, arm.prompt), backend)
+
+
+def serve(arm: FewShotArm, run: Any) -> Any:
+    """The same seeded, label-balanced exemplars as in evaluation (the pool already passed the leakage check)."""
+    from tunewise.arms.exemplars import ExemplarPool
+
+    shots = ExemplarPool(run.train, []).balanced(arm.k, run.seed, labelled=bool(run.task.labels))
+    return run.prompted(arm, lambda text: run.task.messages(run.request(text), shots, arm.prompt))

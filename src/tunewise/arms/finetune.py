@@ -1,384 +1,319 @@
-"""Fine-tuned arms: train on the frozen training split, then answer the same test examples as every other arm.
+"""The fine-tuning arm: its settings (method, base model, training, search, stages, multi-task, remote
+training) and how it plugs into the experiment, the evidence and the server.
 
-lora / full: the causal LM is trained on exactly the prompt the zero-shot arm would send (the task's own
-template, variant `prompt`) with the reference as the assistant reply, so the comparison isolates what
-training adds. It is then evaluated through the same backend as the prompting arms (label scoring for
-classification), on the merged model. classifier: a sequence-classification head (train/classifier.py).
-
-Completed work is never redone: a finished export in `adapters/<arm>/` is reused, an interrupted training
-resumes from `checkpoints/<arm>/`. What training recorded (time, precision, loss curve, a train/validation
-gap warning) goes to `training/<arm>.json` for the report. A multi-task arm (`tasks`) also trains on other
-datasets behind their prefixes and scores each on its own split (arms/multitask.py). Under torchrun every
-process runs this code and trains; process 0 alone decides (is the arm trained?), exports, evaluates and
-records (tunewise.train.ranks). This module is glue: training lives in train/.
+A model fine-tuned on the training split (validated on the validation split) and scored on the same test
+examples as every other arm. The work happens elsewhere: local training in arms/finetune_local.py (engines in
+train/), training at an OpenAI-compatible endpoint in arms/finetune_remote.py. This module imports neither
+until the arm runs, so validating an experiment file never loads torch.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from tunewise.arms.context import ArmContext
-from tunewise.store.atomic import atomic_write_text
-from tunewise.config import FinetuneArm
-from tunewise.schema import Example, Prediction
-from tunewise.tasks import Task
+from pydantic import Field, model_validator
 
+from tunewise.arms.base import priced_cost_per_1k
+from tunewise.settings import ArmConfig, DataConfig, SplitConfig, Strict, TaskConfig
+from tunewise.train.settings import AugmentConfig, ClassifierConfig, SearchConfig, SFTSettings
 
-class TrainingInterrupted(RuntimeError):
-    """SIGTERM arrived during training; a checkpoint was written and `--resume` continues from it."""
+if TYPE_CHECKING:
+    from tunewise.arms.context import ArmContext
+    from tunewise.schema import Prediction
+    from tunewise.settings import CostConfig
 
-    run_path: Path | None = None
-
-
-def training_examples(examples: list[Example], ctx: ArmContext, variant: str, *, task: Task | None = None,
-                      prefix: str | None = None) -> list[Example]:
-    """The examples as conversations to learn (see multitask.chat_examples); `task` defaults to the experiment's."""
-    from tunewise.arms.multitask import chat_examples
-
-    return chat_examples(examples, task or ctx.task, variant, prefix)
+TRAINS = True
 
 
-def _subset(examples: list[Example], limit: int | None, ctx: ArmContext) -> list[Example]:
-    from tunewise.pipeline.experiment import evaluation_subset
+class StageConfig(Strict):
+    """One stage of progressive fine-tuning: each starts from the model the previous stage ended with."""
 
-    return evaluation_subset(examples, limit, ctx.seed, bool(ctx.task.labels))
-
-
-@contextmanager
-def _step_progress(ctx: ArmContext, description: str, total: int) -> Iterator[Callable[[int, int], None]]:
-    """Adapt the trainers' `progress(done, total)` to the run's advance-by-n progress bars."""
-    done = 0
-    with ctx.progress(description, total) as advance:
-        def report(step: int, _total: int) -> None:
-            nonlocal done
-            if step > done:
-                advance(step - done)
-                done = step
-
-        yield report
+    name: str = Field(description="Stage name (e.g. general, domain, company); predictions go to <arm>~stage-<name>.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: Path | None = Field(None, description="Training data for this stage (relative to the YAML); default: the "
+                                                "experiment's own training split.")
+    format: Literal["task", "chat"] = Field("task", description="task: render each example with the task's prompt "
+                                                                "and its reference as the reply; chat: train on the "
+                                                                "conversations as they are (general instruction data).")
+    epochs: int | None = Field(None, ge=1, description="Epochs for this stage; default: training.epochs.")
+    learning_rate: float | None = Field(None, gt=0, description="Learning rate for this stage; default: the arm's.")
+    max_train_examples: int | None = Field(None, ge=2, description="Seeded subset of this stage's data.")
 
 
-def _write_training(ctx: ArmContext, arm: FinetuneArm, record: dict[str, Any]) -> None:
-    atomic_write_text(ctx.run_dir / "training" / f"{arm.name}.json", json.dumps(record, indent=2) + "\n")
+class ReplayConfig(Strict):
+    """General data mixed into fine-tuning so the model keeps what it could do before (limits forgetting)."""
+
+    data: Path = Field(description="Chat data (JSONL etc.) trained on as it is, e.g. general instructions and replies; "
+                                   "relative to the YAML.")
+    fraction: float = Field(0.1, gt=0, le=1, description="Replay examples added, as a share of the training examples "
+                                                         "(a seeded sample).")
 
 
-def run(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
+class RemoteTraining(Strict):
+    """Where a `provider: openai` fine-tuning arm trains: any OpenAI-compatible fine-tuning endpoint (OpenAI
+    itself, or a tunewise server started with --state-dir)."""
+
+    base_url: str = Field(description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the key; null for "
+                                                                  "none (a local server without keys).")
+    learning_rate_multiplier: float | None = Field(None, gt=0, description="Sent as the job's "
+                                                   "learning_rate_multiplier; default: auto (the endpoint chooses).")
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$", description="Suffix of the fine-tuned model's "
+                                                                                  "name; default: the arm name.")
+    poll_interval_s: float = Field(5.0, gt=0, le=600, description="How often the job's status and events are read.")
+    job_timeout_s: float = Field(86_400.0, gt=0, description="Give up following the job after this long (it keeps "
+                                                             "running; `--resume` follows it again).")
+    request_timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (uploads, job calls, scoring).")
+    concurrency: int = Field(4, ge=1, le=256, description="Scoring requests in flight at once.")
+    retries: int = Field(4, ge=0, le=20, description="Scoring retries on 429/5xx/timeouts, with backoff.")
+
+
+class ExtraTask(Strict):
+    """Another dataset and task one fine-tuned model also learns (multi-task), told apart by a prefix on the
+    user turn. Its data gets its own frozen, seeded split (splits/<arm>~task-<name>/), its training examples
+    join the arm's training mix, its validation examples the validation loss, and its test examples are scored
+    separately (predictions/<arm>~task-<name>.jsonl, metrics in training/<arm>.json); the head-to-head and the
+    verdict stay on the experiment's own task."""
+
+    name: str = Field(description="Task name, unique within the arm; used in file names and the report.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig = Field(description="This task's data file (path, format, mapping as the experiment's `data`).")
+    task: TaskConfig = Field(description="What the model must do with this data (type, labels, instructions ...).")
+    prefix: str = Field(description="Text put before the input in the user turn, e.g. '[sentiment] ', so the model "
+                                    "knows which task it is doing; unique within the arm.", min_length=1)
+    weight: float = Field(1.0, gt=0, le=100, description="How many times each training example counts in the mix: "
+                                                        "2 = every example twice, 0.5 = a seeded half.")
+    max_train_examples: int | None = Field(None, ge=2, description="Train on a seeded (stratified) subset of this "
+                                                                   "many of the task's training examples.")
+    max_val_examples: int | None = Field(64, ge=1, description="Validation examples of this task in the validation "
+                                                               "loss; null: all.")
+    split: SplitConfig | None = Field(None, description="How this task's data is split, and `max_test` of its test "
+                                                        "examples scored; default: the experiment's `split` settings.")
+
+    @model_validator(mode="after")
+    def _prefix_is_visible(self) -> ExtraTask:
+        if not self.prefix.strip():
+            raise ValueError(f"task {self.name!r}: prefix {self.prefix!r} is only whitespace; use a visible "
+                             "marker such as '[sentiment] '")
+        return self
+
+
+class FinetuneArm(ArmConfig):
+    """A model fine-tuned on the training split (validated on the validation split), then scored on the same
+    test examples as every other arm. lora/full train a causal LM on the task's own prompt with the reference
+    as the assistant reply, and classify by the same label scoring as the prompting arms; classifier puts a
+    sequence-classification head on an encoder (or decoder)."""
+
+    type: Literal["finetune"]
+    provider: Literal["local", "openai"] = Field("local", description="local: train here with the engine; openai: "
+                                                 "upload the training split to an OpenAI-compatible fine-tuning "
+                                                 "endpoint (see `remote`), follow the job, score its model there.")
+    remote: RemoteTraining | None = Field(None, description="provider openai: the endpoint and how to follow the job.")
+    method: Literal["lora", "full", "classifier"] = Field("lora", description="lora: low-rank adapters on a frozen "
+                                                          "causal LM; full: every weight; classifier: a classification "
+                                                          "head (classify tasks only).")
+    model: str | None = Field(None, description="Base model: local folder, hub id, `smollm2` (default for lora/full) "
+                                                "or `minilm` (default for classifier).")
+    prompt: str = Field("default", description="Prompt template the model is trained and evaluated on (lora/full).")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="Evaluation precision; auto = bf16 "
+                                                               "where the hardware runs it fast, else fp32.")
+    batch_size: int = Field(8, ge=1, le=512, description="Examples per forward pass when evaluating.")
+    max_train_examples: int | None = Field(None, ge=2, description="Train on a stratified, seeded subset of this many "
+                                                                   "training examples (bounds CPU time); default: all.")
+    max_val_examples: int | None = Field(64, ge=1, description="Validate (early stopping, best checkpoint) on at most "
+                                                               "this many validation examples; null: all.")
+    training: SFTSettings = Field(default_factory=SFTSettings, description="lora/full: epochs, learning rate, LoRA "
+                                                                          "rank, checkpoints...; see SFTSettings.")
+    head: ClassifierConfig = Field(default_factory=ClassifierConfig, description="classifier: epochs, learning rate, "
+                                                                                "max length...; see ClassifierConfig.")
+    search: SearchConfig | None = Field(None, description="lora/full: an optuna search over learning rate, rank and "
+                                                          "epochs by validation loss; the best trial is the arm's model.")
+    learning_curve: list[float] | None = Field(None, description="lora/full: also train on these fractions of the "
+                                                                 "training examples (e.g. [0.25, 0.5]) and score each on "
+                                                                 "the test split: is more data worth collecting?")
+    init_from: Path | None = Field(None, description="lora/full: keep training an earlier model: an adapter folder "
+                                                     "(runs/<id>/adapters/<arm>) or a model folder (its merged/).")
+    augment: AugmentConfig | None = Field(None, description="lora/full: synthetic copies of the training examples "
+                                                            "(typos, casing, other templates, paraphrases), marked "
+                                                            "synthetic, training split only.")
+    replay: ReplayConfig | None = Field(None, description="lora/full: general data mixed into training to limit "
+                                                          "forgetting.")
+    forgetting_probe: int | None = Field(None, ge=1, le=100, description="lora/full: run the general-capability "
+                                                                       "probe (perplexity on general English, rule-checked "
+                                                                       "instructions; this many items each) on the base and "
+                                                                       "the fine-tuned model; alarm below 90% retention.")
+    stages: list[StageConfig] | None = Field(None, description="lora/full: progressive fine-tuning, e.g. general "
+                                                               "data, then domain data, then your own; each stage is "
+                                                               "checkpointed and scored on the test split.")
+    tasks: list[ExtraTask] | None = Field(None, description="lora/full: multi-task: more datasets and tasks the same "
+                                                            "model learns, each told apart by its prefix and scored "
+                                                            "on its own test split.")
+    prefix: str | None = Field(None, description="With `tasks`: text put before the input of the experiment's own "
+                                                 "task, e.g. '[topic] ' (default: none; its system prompt tells it "
+                                                 "apart).")
+
+    @model_validator(mode="after")
+    def _settings_match_method(self) -> FinetuneArm:
+        self._remote_fits()
+        if self.learning_curve is not None and not all(0 < f < 1 for f in self.learning_curve):
+            raise ValueError(f"learning_curve {self.learning_curve}: fractions must lie strictly between 0 and 1 "
+                             "(the full training split is always the arm itself)")
+        # settings are compared with their defaults, not by presence: a saved manifest spells every field out
+        if self.method == "classifier":
+            if self.training.model_dump(exclude={"method"}) != SFTSettings().model_dump(exclude={"method"}):
+                raise ValueError("`training` configures lora/full fine-tuning; a classifier arm takes `head`")
+            extras = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay",
+                                        "forgetting_probe", "tasks", "prefix")
+                      if getattr(self, name)]
+            if extras:
+                raise ValueError(f"{', '.join(extras)}: only lora/full arms take these; remove them or use lora")
+            if self.model is None:
+                self.model = "minilm"
+            self.head = self.head.model_copy(update={"model": self.model})
+            return self
+        if self.head.model_dump(exclude={"model"}) != ClassifierConfig().model_dump(exclude={"model"}):
+            raise ValueError(f"`head` configures method classifier; method {self.method} takes `training`")
+        if "method" in self.training.model_fields_set and self.training.method != self.method:
+            raise ValueError(f"training.method {self.training.method!r} contradicts method {self.method!r}; "
+                             "set `method` on the arm only")
+        if self.stages is not None:
+            names = [stage.name for stage in self.stages]
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"stages need at least one stage and unique names; got {names}")
+            if self.search is not None:
+                raise ValueError("search and stages do not combine; search the settings of a single-stage arm first")
+        self._check_tasks()
+        if self.model is None:
+            self.model = "smollm2"
+        self.training = self.training.model_copy(update={"method": self.method})
+        return self
+
+    def _remote_fits(self) -> None:
+        """provider openai sends the data, epochs, batch size and seed; everything that trains here is refused."""
+        if self.provider == "local":
+            if self.remote is not None:
+                raise ValueError("`remote` configures provider openai; set provider: openai or remove it")
+            return
+        if self.remote is None:
+            raise ValueError("provider openai needs `remote` with at least base_url (the fine-tuning endpoint)")
+        if self.model is None:
+            raise ValueError("provider openai: set `model` to the base model name the endpoint fine-tunes")
+        if self.method != "lora":
+            raise ValueError(f"provider openai: method {self.method!r} is decided by the endpoint; leave method unset")
+        local = [name for name in ("search", "learning_curve", "init_from", "stages", "augment", "replay",
+                                   "forgetting_probe", "tasks", "prefix") if getattr(self, name)]
+        sent = {"method", "epochs", "batch_size", "seed"}
+        # compared with the defaults, not by presence: a saved manifest spells every field out
+        local += [f"training.{name}" for name, value in self.training.model_dump(exclude=sent).items()
+                  if value != SFTSettings.model_fields[name].get_default(call_default_factory=True)]
+        if local:
+            raise ValueError(f"provider openai: {', '.join(local)} only apply to local training; the endpoint gets "
+                             "training.epochs, training.batch_size, training.seed and remote.learning_rate_multiplier")
+
+
+    def _check_tasks(self) -> None:
+        if self.tasks is None:
+            if self.prefix is not None:
+                raise ValueError("prefix marks the experiment's task among several; it needs `tasks` (add the other "
+                                 "tasks, or remove prefix)")
+            return
+        if not self.tasks:
+            raise ValueError("tasks is empty; list at least one other task, or remove `tasks`")
+        names = [t.name for t in self.tasks]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"tasks: repeated name(s) {repeated}; give every task its own `name`")
+        prefixes = [t.prefix for t in self.tasks] + ([self.prefix] if self.prefix is not None else [])
+        repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if repeated:
+            raise ValueError(f"tasks: prefix(es) {repeated} used twice (the arm's own `prefix` counts); the model "
+                             "tells tasks apart by prefix, so give each task a different one")
+        if self.prefix is not None and not self.prefix.strip():
+            raise ValueError(f"prefix {self.prefix!r} is only whitespace; use a visible marker such as '[topic] '")
+        clashes = [name for name in ("stages", "learning_curve") if getattr(self, name)]
+        if clashes:
+            raise ValueError(f"tasks do not combine with {', '.join(clashes)} yet: train the multi-task arm without "
+                             "them, or drop `tasks`")
+
+
+Config = FinetuneArm
+
+
+def run(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
     if arm.provider == "openai":
         from tunewise.arms import finetune_remote
+        from tunewise.arms.finetune_local import remote_examples
 
-        train = training_examples(_subset(ctx.train, arm.max_train_examples, ctx), ctx, arm.prompt)
-        val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt)
-        return finetune_remote.run(arm, ctx, max_new_tokens, train, val)
-    if arm.method == "classifier":
-        return _run_classifier(arm, ctx)
-    return _run_sft(arm, ctx, max_new_tokens, task_config)
+        train, val = remote_examples(arm, ctx)
+        return finetune_remote.run(arm, ctx, ctx.max_new_tokens, train, val)
+    from tunewise.arms import finetune_local
 
-
-# ------------------------------------------------------------------------------------------ causal LM
+    return finetune_local.run(arm, ctx)
 
 
-def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
-    from tunewise.train.sft import ARM_MARKER
+def cost_per_1k(arm: FinetuneArm, predictions: Sequence[Prediction], cost: CostConfig,
+                known: Mapping[str, float | None]) -> float | None:
+    if arm.provider == "openai":  # answered by the endpoint that trained it
+        return priced_cost_per_1k(str(arm.model), predictions, cost)
+    from tunewise.arms.base import local_cost_per_1k
 
-    from tunewise.arms import multitask
-    from tunewise.train.ranks import decided_by_main
-
-    folder = ctx.run_dir / "adapters" / arm.name
-    record_path = ctx.run_dir / "training" / f"{arm.name}.json"
-    tasks = multitask.load_tasks(arm, ctx) if arm.tasks and not ctx.store_suffix else []
-    extra = {"arm": arm.name, "type": "finetune", "task": task_config,
-             "labels": list(ctx.task.labels) if ctx.task.labels else None, "prompt_variant": arm.prompt,
-             "prefix": arm.prefix,
-             "tasks": [t.config.model_dump(mode="json") | {"labels": t.task.labels} for t in tasks] or None}
-    originals = _subset(ctx.train, arm.max_train_examples, ctx)
-    train = training_examples(originals, ctx, arm.prompt, prefix=arm.prefix)
-    val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt, prefix=arm.prefix)
-    # one decision for every process: under torchrun they must all train, or none
-    if not decided_by_main(ctx.ranks, (folder / ARM_MARKER).is_file):
-        record: dict[str, Any] = {}
-        extra_rows, record["data"] = _extra_training(arm, ctx, originals)
-        task_train, task_val = multitask.training_mix(tasks, ctx.seed, arm.prompt)
-        if tasks:
-            record["data"]["tasks"] = {t.config.name: {"train_examples": len(t.train), "val_examples": len(t.val),
-                                                       "weight": t.config.weight, "leaks_dropped": t.leaks_dropped}
-                                       for t in tasks}
-        train, val = train + extra_rows + task_train, val + task_val
-        if arm.stages:
-            last, record["stages"] = _progressive(arm, ctx, val, max_new_tokens, extra)
-            info = _adopt(last, folder, extra)
-            info["seconds"] = sum(stage["seconds"] for stage in record["stages"])  # training cost = every stage
-            _write_training(ctx, arm, record | info)
-            return _evaluate(arm, ctx, arm.name, folder, max_new_tokens)
-        if arm.search is not None:
-            from tunewise.train.search import search_sft
-
-            with ctx.progress(f"{arm.name} (search)", arm.search.trials) as advance:
-                found = search_sft(train, val, arm.training, _base(arm), ctx.run_dir / "checkpoints" / arm.name / "search",
-                                   arm.search, log=ctx.log, on_trial=lambda: advance(1), init_from=arm.init_from)
-            result, record["search"] = found.best, found.to_dict()
-            ctx.log(f"{arm.name}: best of {len(found.trials)} trial(s): {found.best_params} "
-                    f"(validation loss {found.best_value:.4f})")
-        else:
-            result = _train(arm, ctx, train, val, arm.training, arm.name, arm.init_from)
-        if not ctx.ranks.main:
-            return []  # process 0 exports, evaluates and records; this process's part was the training
-        result.export(folder, extra=extra)
-        info = result.info.to_dict()
-        record |= info | {"train_tokens_per_s": round(info["tokens"] * max(info["epochs_run"], 1)
-                                                      / max(info["seconds"], 1e-9), 1)}
-        _write_training(ctx, arm, record)
-        ctx.log(f"{arm.name}: {result.settings.method} trained {result.info.steps} steps in {result.info.seconds:.0f} s "
-                f"({result.info.precision}); best validation loss {result.info.best_val_loss}"
-                + (f"; warning: {result.info.gap_warning}" if result.info.gap_warning else ""))
-    if not ctx.ranks.main:
-        return []
-    predictions = _evaluate(arm, ctx, arm.name, folder, max_new_tokens)
-    if tasks:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        scored = multitask.evaluate_tasks(arm, ctx, tasks, _evaluated(folder), predictions)
-        if record.get("tasks") != scored:
-            _write_training(ctx, arm, record | {"tasks": scored})
-    if arm.forgetting_probe:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if "forgetting" not in record:
-            record["forgetting"] = _forgetting(arm, ctx, folder)
-            _write_training(ctx, arm, record)
-    if arm.learning_curve:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if "learning_curve" not in record:
-            record["learning_curve"] = _learning_curve(arm, ctx, train, val, predictions, max_new_tokens, extra)
-            _write_training(ctx, arm, record)
-    return predictions
+    return local_cost_per_1k(arm, predictions, cost, known)
 
 
-def _extra_training(arm: FinetuneArm, ctx: ArmContext, originals: list[Example]) -> tuple[list[Example], dict]:
-    """Synthetic copies (training split only) and replayed general data, with counts for the record."""
-    rows: list[Example] = []
-    counts = {"train_examples": len(originals), "synthetic": 0, "replay": 0}
-    if arm.augment is not None:
-        from tunewise.train.augment import augment
-
-        lm = ctx.local_model(_base(arm), arm.precision) if arm.augment.paraphrase else None
-        copies = augment(originals, arm.augment, ctx.seed, paraphraser=lm)
-        templates = arm.augment.templates or [arm.prompt]
-        for k, template in enumerate(templates):
-            rows += training_examples([c for i, c in enumerate(copies) if i % len(templates) == k], ctx, template,
-                                      prefix=arm.prefix)
-        counts["synthetic"] = len(copies)
-    if arm.replay is not None:
-        import random
-
-        from tunewise.data.formats import read_examples
-
-        data = read_examples(arm.replay.data)
-        if data.error_lines or not data.examples:
-            raise ValueError(f"replay: {arm.replay.data} has {len(data.error_lines)} line(s) with errors and "
-                             f"{len(data.examples)} usable example(s); run `tunewise check {arm.replay.data}`")
-        want = min(len(data.examples), max(1, round(arm.replay.fraction * len(originals))))
-        rows += random.Random(ctx.seed).sample(data.examples, want)
-        counts["replay"] = want
-    if rows:
-        ctx.log(f"{arm.name}: {counts['train_examples']} training examples + {counts['synthetic']} synthetic + "
-                f"{counts['replay']} replayed")
-    return rows, counts
+def check(arm: FinetuneArm, experiment: Any) -> None:
+    for extra in arm.tasks or []:
+        if extra.split is None:  # spelled out, so the saved manifest says how the task was split
+            extra.split = experiment.split.model_copy()
+    if arm.method == "classifier" and experiment.task.type != "classify":
+        raise ValueError(f"arm {arm.name!r}: method classifier needs task.type classify; use lora or full")
 
 
-def _stage_examples(stage: Any, ctx: ArmContext, variant: str) -> list[Example]:
-    if stage.data is None:
-        examples = ctx.train
-    else:
-        from tunewise.data.formats import read_examples
-
-        data = read_examples(stage.data)
-        if data.error_lines or not data.examples:
-            raise ValueError(f"stage {stage.name!r}: {stage.data} has {len(data.error_lines)} line(s) with errors and "
-                             f"{len(data.examples)} usable example(s); run `tunewise check {stage.data}` and fix it")
-        examples = data.examples
-    examples = _subset(examples, stage.max_train_examples, ctx) if stage.format == "task" else \
-        examples[:stage.max_train_examples]
-    return training_examples(examples, ctx, variant) if stage.format == "task" else examples
-
-
-def _progressive(arm: FinetuneArm, ctx: ArmContext, val: list[Example], max_new_tokens: int,
-                 extra: dict[str, Any]) -> tuple[Path, list[dict[str, Any]]]:
-    """Train the stages in order, each from the previous stage's model; score every stage on the test split.
-
-    Each stage has its own checkpoints and export (`<arm>~stage-<name>`), so an interrupted run resumes inside
-    the stage it was in and never redoes a finished one. The last stage's model is the arm's model.
-    """
-    from tunewise.train.sft import ARM_MARKER
-
-    previous: Path | None = arm.init_from
-    records = []
+def resolve_paths(arm: FinetuneArm, folder: Path) -> list[tuple[list[str], str]]:
+    """Relative paths are relative to the experiment file; a multi-task data file must exist."""
+    if arm.init_from is not None and not arm.init_from.is_absolute():
+        arm.init_from = (folder / arm.init_from).resolve()
+    if arm.replay is not None and not arm.replay.data.is_absolute():
+        arm.replay.data = (folder / arm.replay.data).resolve()
     for stage in arm.stages or []:
-        name = f"{arm.name}~stage-{stage.name}"
-        folder = ctx.run_dir / "adapters" / name
-        examples = _stage_examples(stage, ctx, arm.prompt)
-        settings = arm.training.model_copy(update={k: v for k, v in (("epochs", stage.epochs),
-                                                                        ("learning_rate", stage.learning_rate)) if v})
-        if (folder / ARM_MARKER).is_file():
-            info = json.loads((folder / ARM_MARKER).read_text(encoding="utf-8"))["training"]
-        else:
-            result = _train(arm, ctx, examples, val, settings, name, previous)
-            result.export(folder, extra=extra | {"arm": name, "stage": stage.name})
-            info = result.info.to_dict()
-        predictions = _evaluate(arm, ctx, name, folder, max_new_tokens)
-        records.append({"stage": stage.name, "format": stage.format, "examples": len(examples),
-                        "seconds": info["seconds"], "best_val_loss": info["best_val_loss"],
-                        "metric": "accuracy" if ctx.task.labels else "score", "value": _mean_score(ctx, predictions)})
-        ctx.log(f"{name}: {len(examples)} examples, test {records[-1]['metric']} {records[-1]['value']:.3f}")
-        previous = folder
-    assert previous is not None  # the config requires at least one stage
-    return previous, records
+        if stage.data is not None and not stage.data.is_absolute():
+            stage.data = (folder / stage.data).resolve()
+    missing = []
+    for j, extra in enumerate(arm.tasks or []):
+        if str(extra.data.path).startswith("bundled:"):
+            continue
+        if not extra.data.path.is_absolute():
+            extra.data.path = (folder / extra.data.path).resolve()
+        if not extra.data.path.is_file():
+            missing.append((["tasks", str(j), "data", "path"],
+                            f"{extra.data.path}: no such file. Fix: point it at task {extra.name!r}'s data "
+                            "(relative paths are relative to the experiment file)"))
+    return missing
 
 
-def _adopt(stage_folder: Path, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    """The last stage's export becomes the arm's (copied atomically, its marker naming the arm)."""
-    from tunewise.store.atomic import atomic_dir
-    from tunewise.train.sft import ARM_MARKER
+def data_files(arm: FinetuneArm) -> list[Path]:
+    """The data files of a multi-task arm's extra tasks, recorded with their hashes in the manifest."""
+    from tunewise.arms.multitask import task_data_path
 
-    meta = json.loads((stage_folder / ARM_MARKER).read_text(encoding="utf-8")) | extra
-    with atomic_dir(folder) as tmp:
-        shutil.copytree(stage_folder, tmp, dirs_exist_ok=True)
-        for marker in tmp.rglob(ARM_MARKER):
-            marker.write_text(json.dumps(meta | {"merged": marker.parent != tmp}, indent=2) + "\n", encoding="utf-8")
-    return meta["training"]
+    return [task_data_path(extra) for extra in arm.tasks or []]
 
 
-def _forgetting(arm: FinetuneArm, ctx: ArmContext, folder: Path) -> dict[str, Any]:
-    """General capability of the base model and of the fine-tuned one, on the same probe items."""
-    from tunewise.assets import resolve_model
-    from tunewise.evaluate.forgetting import probe, retention
-
-    merged = folder / "merged" if (folder / "merged").is_dir() else folder
-    with ctx.progress(f"{arm.name} (forgetting)", 2) as advance:
-        before = probe(resolve_model(_base(arm)), arm.forgetting_probe, precision=arm.precision)
-        advance(1)
-        after = probe(str(merged), arm.forgetting_probe, precision=arm.precision)
-        advance(1)
-    kept = retention(before, after)
-    ctx.log(f"{arm.name}: general capability retained {kept['retention']:.0%}"
-            + (f" - ALARM: {'; '.join(kept['reasons'])}" if kept["alarm"] else ""))
-    return kept
+def launch_problem(arm: FinetuneArm) -> str | None:
+    if arm.method == "classifier":
+        return "a classifier head trains in one process"
+    if arm.search is not None or arm.stages or arm.learning_curve:
+        return "search, stages and learning_curve train in one process"
+    return None
 
 
-def _base(arm: FinetuneArm) -> str:
-    """The model training starts from: the arm's model, or the base recorded beside an adapter to continue."""
-    if arm.init_from is not None and (arm.init_from / "tunewise-arm.json").is_file():
-        meta = json.loads((arm.init_from / "tunewise-arm.json").read_text(encoding="utf-8"))
-        if (arm.init_from / "adapter_config.json").is_file():
-            return str(meta.get("base_model") or arm.model)
-    return arm.model or "smollm2"
+def serve(arm: FinetuneArm, run: Any) -> Any:
+    """The exported model in adapters/<arm>/ (LoRA adapter, merged model or classifier head); None when the
+    endpoint that trained it serves it."""
+    return None if arm.provider == "openai" else run.fine_tuned(arm.name)
 
 
-def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Example], settings: Any,
-           name: str, init_from: Path | None) -> Any:
-    from tunewise.train.sft import train_sft
-
-    batches = -(-len(train) // (settings.batch_size * ctx.ranks.world))  # each process takes its share
-    steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
-    with _step_progress(ctx, f"{name} (train)", steps) as progress:
-        result = train_sft(train, val, settings, _base(arm), ctx.run_dir / "checkpoints" / name, progress=progress,
-                           log=ctx.log, init_from=init_from)
-    if result.info.interrupted:
-        raise TrainingInterrupted(f"{name}: stopped by SIGTERM at step {result.info.steps}; checkpoint saved")
-    return result
-
-
-def _evaluate(arm: FinetuneArm, ctx: ArmContext, name: str, folder: Path, max_new_tokens: int) -> list[Prediction]:
-    """Score the trained model exactly as the prompting arms score theirs (label scoring for classification)."""
-    from tunewise.arms.prompted import model_backend, run_prompted
-
-    from tunewise.arms.multitask import prompt
-
-    backend = model_backend(str(_evaluated(folder)), arm.precision, arm.batch_size, ctx, max_new_tokens)
-    return run_prompted(name, ctx, prompt(ctx.task, arm.prompt, arm.prefix), backend)
-
-
-def _evaluated(folder: Path) -> Path:
-    """The weights to evaluate: a LoRA export's merged model, else the export itself."""
-    return folder / "merged" if (folder / "merged").is_dir() else folder
-
-
-def _learning_curve(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Example],
-                    full: list[Prediction], max_new_tokens: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
-    """Train on growing shares of the same training examples with the arm's settings; score each on the test
-    split. Points live under `<arm>~lc<percent>` so each is resumable and cached like any arm."""
-    from tunewise.train.sft import ARM_MARKER
-
-    from tunewise.train.sft import SFTSettings
-
-    meta = json.loads((ctx.run_dir / "adapters" / arm.name / ARM_MARKER).read_text(encoding="utf-8"))
-    settings = SFTSettings(**meta["settings"])  # the arm's own, or the best trial's after a search
-    metric = "accuracy" if ctx.task.labels else "score"
-    points = []
-    for fraction in sorted(set(arm.learning_curve or [])):
-        name = f"{arm.name}~lc{round(fraction * 100)}"
-        size = max(2, round(fraction * len(train)))
-        subset = _subset(train, size, ctx)
-        folder = ctx.run_dir / "adapters" / name
-        if not (folder / ARM_MARKER).is_file():
-            _train(arm, ctx, subset, val, settings, name, arm.init_from).export(folder, extra=extra | {"arm": name})
-        predictions = _evaluate(arm, ctx, name, folder, max_new_tokens)
-        points.append({"fraction": fraction, "train_examples": len(subset), "metric": metric,
-                       "value": _mean_score(ctx, predictions)})
-    points.append({"fraction": 1.0, "train_examples": len(train), "metric": metric, "value": _mean_score(ctx, full)})
-    ctx.log(f"{arm.name} learning curve: " + ", ".join(f"{p['train_examples']} ex -> {p['value']:.3f}" for p in points))
-    return points
-
-
-def _mean_score(ctx: ArmContext, predictions: list[Prediction]) -> float:
-    return sum(ctx.task.score(p.prediction, p.reference) for p in predictions) / max(len(predictions), 1)
-
-
-# ------------------------------------------------------------------------------------------ classifier head
-
-
-def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
-    from tunewise.train.classifier import MARKER, ClassifierModel, train_classifier
-    from tunewise.train.sft import LossPoint, gap_warning
-
-    folder = ctx.run_dir / "adapters" / arm.name
-    reused = (folder / MARKER).is_file()
-    if reused:
-        model = ClassifierModel.load(folder, precision=arm.precision)
-    else:
-        train = _subset(ctx.train, arm.max_train_examples, ctx)
-        val = _subset(ctx.val, arm.max_val_examples, ctx)
-        steps = arm.head.epochs * -(-len(train) // arm.head.batch_size)
-        with _step_progress(ctx, f"{arm.name} (train)", steps) as progress:
-            model = train_classifier(train, val, arm.head, ctx.run_dir / "checkpoints" / arm.name, progress=progress)
-        if model.info is not None and model.info.interrupted:
-            raise TrainingInterrupted(f"{arm.name}: stopped by SIGTERM; checkpoint saved")
-        model.save(folder)
-        info = model.info  # train_classifier always records it
-        history = [LossPoint(step=0, epoch=r.epoch, train_loss=r.train_loss, val_loss=r.val_loss) for r in info.history]
-        _write_training(ctx, arm, {
-            "method": "classifier", "model": arm.model, "seconds": info.seconds, "precision": info.precision,
-            "precision_reason": info.precision_reason, "train_examples": info.train_size,
-            "val_examples": info.val_size, "epochs_run": info.epochs_run, "best_epoch": info.best_epoch,
-            "stopped_early": info.stopped_early,
-            "history": [{"epoch": p.epoch, "step": None, "train_loss": p.train_loss, "val_loss": p.val_loss}
-                        for p in history],
-            "gap_warning": gap_warning(history)})
-        ctx.log(f"{arm.name}: classifier head on {arm.model} trained {info.epochs_run} epoch(s) in "
-                f"{info.seconds:.0f} s ({info.precision}); best epoch {info.best_epoch}")
-    store = ctx.store(arm.name)
-    with ctx.progress(arm.name, len(ctx.test)) as advance:
-        start = time.perf_counter()
-        scores = model.predict_scores(ctx.test, batch_size=arm.batch_size)
-        each = (time.perf_counter() - start) / max(len(ctx.test), 1)
-        predictions = [Prediction(id=e.id, arm=arm.name, input=e.input, reference=e.output.strip(),
-                                  prediction=max(row, key=row.__getitem__), raw="", latency_s=each, scores=row,
-                                  cached=reused) for e, row in zip(ctx.test, scores)]
-        store.path.unlink(missing_ok=True)  # cheap to recompute from the saved model; never stale
-        ctx.store(arm.name).append(predictions)
-        advance(len(ctx.test))
-    return predictions
-
+def not_served(arm: FinetuneArm) -> str:
+    if arm.provider == "openai":
+        return "fine-tuned at its remote endpoint; its model is served there (training/<arm>.json names it)"
+    return "fine-tuned arm without an exported model in adapters/"

@@ -17,12 +17,15 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunewise.arms.context import ArmContext
 from tunewise.store.atomic import atomic_write_text
-from tunewise.config import FinetuneArm, RemoteArm
+from tunewise.arms.remote import RemoteArm
 from tunewise.schema import Example, Prediction
+
+if TYPE_CHECKING:
+    from tunewise.arms.finetune import FinetuneArm
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -1,6 +1,6 @@
 """Multi-task fine-tuning: more datasets and tasks learnt by the same model, each scored on its own test split.
 
-An extra task (config.ExtraTask) brings a data file, a task definition and a prefix put before the input in
+An extra task (arms.finetune.ExtraTask) brings a data file, a task definition and a prefix put before the input in
 the user turn, so the model can tell the tasks apart. Each extra dataset gets its own frozen, seeded split in
 `splits/<arm>~task-<name>/` (reloaded, never re-drawn, on resume); its training examples join the arm's
 training mix (capped, and weighted by repetition), its validation examples the validation loss. Training or
@@ -19,12 +19,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunewise.arms.context import ArmContext
-from tunewise.config import ExtraTask, FinetuneArm
 from tunewise.schema import Example, Message, Prediction
 from tunewise.tasks import Task, make_task
+
+if TYPE_CHECKING:
+    from tunewise.arms.finetune import ExtraTask, FinetuneArm
 
 Messages = list[dict[str, str]]
 CONFIDENCE_RESAMPLES = 1000
@@ -52,7 +54,7 @@ def suffix(name: str) -> str:
 
 
 def task_data_path(extra: ExtraTask) -> Path:
-    from tunewise.pipeline.experiment import resolve_data_path
+    from tunewise.pipeline.inputs import resolve_data_path
 
     return resolve_data_path(extra.data.path, f"tasks.{extra.name}.data.path")
 
@@ -84,7 +86,8 @@ def chat_examples(examples: list[Example], task: Task, variant: str, prefix: str
 
 def load_tasks(arm: FinetuneArm, ctx: ArmContext) -> list[TaskData]:
     """Every extra task of `arm` with its frozen split (process 0 draws and writes it; the others receive it)."""
-    from tunewise.pipeline.experiment import evaluation_subset, frozen_split, read_data
+    from tunewise.data.split import stratified_subset
+    from tunewise.pipeline.inputs import frozen_split, read_data
     from tunewise.train.ranks import decided_by_main
 
     loaded = []
@@ -107,9 +110,9 @@ def load_tasks(arm: FinetuneArm, ctx: ArmContext) -> list[TaskData]:
         val = [e for e in parts["val"] if _key(e) not in seen]
         loaded.append(TaskData(
             config=extra, task=task,
-            train=evaluation_subset(train, extra.max_train_examples, ctx.seed, labelled),
-            val=evaluation_subset(val, extra.max_val_examples, ctx.seed, labelled),
-            test=evaluation_subset(parts["test"], split.max_test, split.seed, labelled),
+            train=stratified_subset(train, extra.max_train_examples, ctx.seed, labelled),
+            val=stratified_subset(val, extra.max_val_examples, ctx.seed, labelled),
+            test=stratified_subset(parts["test"], split.max_test, split.seed, labelled),
             leaks_dropped=len(parts["train"]) + len(parts["val"]) - len(train) - len(val)))
     return loaded
 

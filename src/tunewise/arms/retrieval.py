@@ -7,13 +7,27 @@ are ordered least to most similar, so the closest one sits right before the ques
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from tunewise.arms.context import ArmContext
-from tunewise.arms.exemplars import ExemplarPool
-from tunewise.arms.prompted import local_backend, run_prompted
-from tunewise.config import RetrievalArm
-from tunewise.schema import Prediction
+from pydantic import Field
+
+from tunewise.settings import LocalArmConfig
+
+if TYPE_CHECKING:
+    from tunewise.arms.context import ArmContext
+    from tunewise.schema import Prediction
+
+
+class RetrievalArm(LocalArmConfig):
+    """The k training examples nearest to each test input as exemplars."""
+
+    type: Literal["retrieval"]
+    k: int = Field(4, ge=1, le=64, description="Number of retrieved exemplars.")
+    retriever: Literal["embedding", "bm25"] = Field("embedding", description="MiniLM embeddings (cosine) or BM25 (no model).")
+    embedder: str = Field("minilm", description="Sentence-transformers folder, or `minilm` for the bundled all-MiniLM-L6-v2.")
+
+
+Config = RetrievalArm
 
 
 def arm_index(arm: RetrievalArm, texts: list[str]) -> Any:
@@ -28,10 +42,28 @@ def arm_index(arm: RetrievalArm, texts: list[str]) -> Any:
     return build_index("bm25", texts)
 
 
-def run(arm: RetrievalArm, ctx: ArmContext, max_new_tokens: int) -> list[Prediction]:
+def run(arm: RetrievalArm, ctx: ArmContext) -> list[Prediction]:
+    from tunewise.arms.exemplars import ExemplarPool
+    from tunewise.arms.prompted import local_backend, run_prompted
+
     pool = ExemplarPool(ctx.train, ctx.test).examples
     index = arm_index(arm, [e.input for e in pool])
     neighbours = index.search([e.input for e in ctx.test], arm.k)
     shots = {e.id: [pool[i] for i in reversed(found)] for e, found in zip(ctx.test, neighbours)}
-    backend = local_backend(arm, ctx, max_new_tokens)
+    backend = local_backend(arm, ctx, ctx.max_new_tokens)
     return run_prompted(arm.name, ctx, lambda e: ctx.task.messages(e, shots[e.id], arm.prompt), backend)
+
+
+def serve(arm: RetrievalArm, run: Any) -> Any:
+    """The same index over the training split as in evaluation: a request sees the exemplars a test input would."""
+    from tunewise.arms.exemplars import ExemplarPool
+
+    pool = ExemplarPool(run.train, []).examples
+    index = arm_index(arm, [e.input for e in pool])
+
+    def prompt(text: str) -> list[dict[str, str]]:
+        example = run.request(text)
+        found = index.search([example.input], arm.k)[0]
+        return run.task.messages(example, [pool[i] for i in reversed(found)], arm.prompt)
+
+    return run.prompted(arm, prompt)

@@ -336,8 +336,9 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
     """`run` and `train`. Under torchrun / accelerate launch every process runs this; process 0 prints, writes
     and evaluates, the others train quietly and exit 0 (see tunewise.train.ranks)."""
     from tunewise.arms.context import no_progress
-    from tunewise.arms.finetune import TrainingInterrupted
-    from tunewise.config import ConfigError, FinetuneArm, load_experiment
+    from tunewise.arms import registry
+    from tunewise.arms.base import TrainingInterrupted
+    from tunewise.config import ConfigError, load_experiment
     from tunewise.pipeline.experiment import ExperimentError, rich_progress, run_experiment
     from tunewise.cli.experiment_view import render_result
     from tunewise.train.ranks import RankError, launched, start
@@ -348,9 +349,9 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
     try:
         config = load_experiment(path, overrides)
         if only_finetune:
-            chosen = [a for a in config.arms if isinstance(a, FinetuneArm) and (not arms or a.name in arms)]
+            chosen = [a for a in config.arms if registry.trains(a) and (not arms or a.name in arms)]
             if not chosen:
-                names = [a.name for a in config.arms if isinstance(a, FinetuneArm)]
+                names = [a.name for a in config.arms if registry.trains(a)]
                 raise ConfigError(f"{path}: no finetune arm to train{f' named {arms}' if arms else ''}; "
                                   f"finetune arms: {names or 'none'}. Fix: add an arm with `type: finetune`")
             config.arms = chosen

@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,3 +287,23 @@ def find_leakage(a: Sequence[Example], b: Sequence[Example]) -> list[Leak]:
             kind: Literal["exact", "near"] = "exact" if match.input == text else "near"
             leaks.append(Leak(kind, match.id, match.line, other.id, other.line))
     return leaks
+
+
+def stratified_subset(examples: list[Example], limit: int | None, seed: int, labelled: bool) -> list[Example]:
+    """A seeded subset of `limit` examples, proportional per label, in their original order. The same call
+    gives the same subset: every arm is scored on the same examples examples, trained on the same capped
+    training set."""
+    if limit is None or limit >= len(examples):
+        return examples
+    rng = random.Random(seed)
+    if not labelled:
+        keep = set(rng.sample(range(len(examples)), limit))
+        return [e for i, e in enumerate(examples) if i in keep]
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(examples):
+        by_label[example.label].append(i)
+    quotas = {label: max(1, round(limit * len(items) / len(examples))) for label, items in sorted(by_label.items())}
+    keep = set()
+    for label, items in sorted(by_label.items()):
+        keep.update(rng.sample(items, min(quotas[label], len(items))))
+    return [e for i, e in enumerate(examples) if i in keep]

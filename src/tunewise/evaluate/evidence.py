@@ -16,7 +16,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from tunewise.config import EnsembleArm, Experiment, RemoteArm
+from tunewise.arms import registry
+from tunewise.config import Experiment
 from tunewise.evaluate import cost as costs
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
@@ -53,13 +54,7 @@ def default_baseline(experiment: Experiment, finished: Sequence[str]) -> str | N
 def _arm_cost(arm: Any, predictions: Sequence[Prediction], experiment: Experiment,
               known: Mapping[str, float | None]) -> float | None:
     """USD per 1,000 requests, or None when it cannot be known (a remote model without a price)."""
-    if isinstance(arm, EnsembleArm):
-        members = [known.get(m) for m in arm.members]
-        return None if any(c is None for c in members) else sum(members)
-    if isinstance(arm, RemoteArm) or getattr(arm, "provider", "local") == "openai":  # answered by an endpoint
-        price = experiment.cost.remote_prices.get(arm.model)
-        return None if price is None else costs.cost_per_1k_requests(predictions, price=price)
-    return costs.cost_per_1k_requests(predictions, hourly_usd=experiment.cost.hardware_usd_per_hour)
+    return registry.cost_per_1k(arm, predictions, experiment.cost, known)
 
 
 def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task, test: Sequence[Example],
@@ -160,7 +155,7 @@ def _roi_view(arm: Mapping[str, Any], metric: str) -> dict[str, Any]:
 def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(results, metrics.json content) rebuilt from a run folder: manifest config, frozen split, predictions."""
     from tunewise.data.formats import read_examples
-    from tunewise.pipeline.experiment import evaluation_subset
+    from tunewise.data.split import stratified_subset
     from tunewise.store.predictions import PredictionStore
     from tunewise.store.runs import open_run
     from tunewise.tasks import make_task
@@ -176,7 +171,7 @@ def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EvidenceError(f"{splits / 'test.jsonl'}: no frozen split in this run; run `tunewise run` first")
     parts = {name: read_examples(splits / f"{name}.jsonl").examples for name in ("train", "test")}
     task = make_task(experiment.task, parts["train"])
-    test = evaluation_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+    test = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
     ids = [e.id for e in test]
     done = {}
     for arm in experiment.arms:

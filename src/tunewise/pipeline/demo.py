@@ -22,7 +22,7 @@ from tunewise.config import load_experiment
 from tunewise.pipeline.experiment import rich_progress, run_experiment
 from tunewise.cli.experiment_view import render_result
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bbc-news.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bbc-news.yaml"
 
 
 def run_demo(console: Console, runs_root: Path, overrides: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tunewise.arms.context import ArmContext, ProgressFactory
 from tunewise.store.atomic import atomic_write_text
-from tunewise.config import PerturbationConfig, RobustnessConfig
+from tunewise.settings import PerturbationConfig, RobustnessConfig
 from tunewise.evaluate.metrics import arm_metrics
 from tunewise.evaluate.robustness import Perturbation, perturb
 from tunewise.schema import Example, Prediction

@@ -196,7 +196,7 @@ class FineTuner:
         return parts[0], parts[1]
 
     def _settings(self, job: dict[str, Any], context_length: int) -> Any:
-        from tunewise.train.sft import SFTSettings
+        from tunewise.train.settings import SFTSettings
 
         hyper = job["hyperparameters"]
         return SFTSettings(method="lora", epochs=hyper["n_epochs"], batch_size=hyper["batch_size"],

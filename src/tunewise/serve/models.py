@@ -160,7 +160,7 @@ def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) 
     """A fine-tuned arm answers task inputs with the task's prompt (no exemplars), as it was trained."""
     from pydantic import ValidationError
 
-    from tunewise.config import TaskConfig
+    from tunewise.settings import TaskConfig
     from tunewise.tasks import make_task
 
     try:
@@ -207,64 +207,130 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
 
     Only what serving needs is read back from the manifest's config (the task, the split seed, the chosen
     arms' settings), each validated on its own: an arm this server does not serve cannot block the others.
+    Each arm's module builds its served model (arms/registry.py `serve`) from a `RunServing`.
     """
     from pydantic import ValidationError
 
-    from tunewise.config import ClassicalArm, FewShotArm, RetrievalArm, SplitConfig, TaskConfig, ZeroShotArm
-    from tunewise.data.formats import read_examples
+    from tunewise.arms import registry
+    from tunewise.settings import SplitConfig, TaskConfig
     from tunewise.store.runs import RunError, open_run
-    from tunewise.tasks import make_task
 
     try:
         run = open_run(run_dir)
     except RunError as err:
         raise ServeSetupError(str(err)) from None
     config = run.manifest.get("config") or {}
-    raw_arms = {a.get("name"): a for a in config.get("arms") or [] if isinstance(a, dict)}
-    kinds = {"zero_shot": ZeroShotArm, "few_shot": FewShotArm, "retrieval": RetrievalArm, "classical": ClassicalArm}
+    manifest = run.path / "manifest.json"
     adapter_root = run.path / "adapters"
     # listed by name only; the chosen ones are checked when read, so a broken adapter blocks only itself
-    fine_tuned = sorted(p.name for p in adapter_root.iterdir()
-                        if p.is_dir() and not p.name.startswith(".")) if adapter_root.is_dir() else []
-    servable = [name for name, arm in raw_arms.items() if arm.get("type") in kinds] + fine_tuned
+    exported = sorted(p.name for p in adapter_root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".")) if adapter_root.is_dir() else []
+    settings, unreadable = _arm_settings(config, manifest)
+    servable = [name for name, arm in settings.items() if registry.servable(arm)
+                and (not registry.trains(arm) or name in exported)]
+    servable += [name for name in exported if name not in servable]
     chosen = arms or [_winner(run.path, servable)]
     unknown = [name for name in chosen if name not in servable]
     if unknown:
         def why(name: str) -> str:
-            kind = raw_arms.get(name, {}).get("type")
-            if kind in ("remote", "ensemble"):
-                return f"a {kind} arm is not served by tunewise"
-            if raw_arms.get(name, {}).get("provider") == "openai":
-                return "fine-tuned at its remote endpoint; its model is served there (training/<arm>.json names it)"
-            return f"{kind} arm without an exported model in {adapter_root / name}" if kind else "no such arm"
+            if name in unreadable:
+                return unreadable[name]
+            if name not in settings:
+                return "no such arm"
+            arm = settings[name]
+            if registry.servable(arm) and registry.trains(arm) and getattr(arm, "provider", "local") == "local":
+                return f"{arm.type} arm without an exported model in {adapter_root / name}"
+            return registry.not_served(arm)
 
         raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({why(n)})' for n in unknown)} from {run_dir}. "
                               f"Fix: pick one of {', '.join(servable) or '(none)'}.")
-    manifest = run.path / "manifest.json"
     try:
         task_config = TaskConfig.model_validate(config.get("task") or {})
         seed = SplitConfig.model_validate(config.get("split") or {}).seed
-        settings = {name: kinds[raw_arms[name]["type"]].model_validate(raw_arms[name])
-                    for name in chosen if name not in fine_tuned}
     except ValidationError as err:
         raise ServeSetupError(f"{manifest}: the run's config does not validate in this tunewise "
                               f"({err.error_count()} problem(s), first: {err.errors()[0]['msg']}). Fix: serve a run "
                               "made by this version of `tunewise run`.") from None
-    splits = run.path / "splits"
-    if not (splits / "train.jsonl").is_file():
-        raise ServeSetupError(f"{splits} has no train.jsonl, so exemplars cannot be chosen as in evaluation. Fix: "
-                              "serve a run whose split was written (tunewise run writes it first).")
-    train = read_examples(splits / "train.jsonl").examples
-    task = make_task(task_config, train)
+    serving = RunServing.open(loader, run.path, task_config, seed)
     served = []
     for name in chosen:
-        if name in fine_tuned:
-            served.append(_fine_tuned(loader, adapter_root, name))
-        elif isinstance(settings[name], ClassicalArm):
-            served.append(_classical(run.path / "models" / name, name))
-        else:
-            served.append(_prompted(loader, settings[name], task, task_config, train, seed))
+        model = registry.serve(settings[name], serving) if name in settings else serving.fine_tuned(name)
+        if model is None:
+            raise ServeSetupError(f"cannot serve {name!r} ({registry.not_served(settings[name])}) from {run_dir}")
+        served.append(model)
     return served
+
+
+def _arm_settings(config: dict[str, Any], manifest: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each arm of the saved config validated on its own, by name; and why the others could not be read."""
+    from pydantic import ValidationError
+
+    from tunewise.arms import registry
+
+    settings: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
+    for raw in config.get("arms") or []:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            continue
+        try:
+            settings[raw["name"]] = registry.module_of(str(raw.get("type"))).Config.model_validate(raw)
+        except ValidationError as err:
+            unreadable[raw["name"]] = (f"{manifest}: its settings do not validate in this tunewise "
+                                       f"({err.errors()[0]['msg']}); serve a run made by this version of "
+                                       "`tunewise run`")
+        except ValueError as err:
+            unreadable[raw["name"]] = str(err)
+    return settings, unreadable
+
+
+@dataclass
+class RunServing:
+    """What an arm's `serve(arm, run)` builds its served model from: the run's task, frozen training split and
+    seed (so prompts and exemplars are chosen exactly as in evaluation) and the loader that shares base models."""
+
+    loader: Loader
+    run_dir: Path
+    task: Any
+    task_config: Any
+    train: list[Example]
+    seed: int
+
+    @classmethod
+    def open(cls, loader: Loader, run_dir: Path, task_config: Any, seed: int) -> RunServing:
+        from tunewise.data.formats import read_examples
+        from tunewise.tasks import make_task
+
+        splits = run_dir / "splits"
+        if not (splits / "train.jsonl").is_file():
+            raise ServeSetupError(f"{splits} has no train.jsonl, so exemplars cannot be chosen as in evaluation. Fix: "
+                                  "serve a run whose split was written (tunewise run writes it first).")
+        train = read_examples(splits / "train.jsonl").examples
+        return cls(loader, run_dir, make_task(task_config, train), task_config, train, seed)
+
+    @staticmethod
+    def request(text: str) -> Example:
+        return request_example(text)
+
+    def prompted(self, arm: Any, prompt: Callable[[str], Messages]) -> ServedModel:
+        """A prompted arm on its base model: `prompt` turns a request's text into the arm's full prompt."""
+        engine = self.loader.engine(arm.model)
+        identity = {"base": engine.fingerprint, "precision": engine.lm.precision.name,
+                    "arm": arm.model_dump(mode="json"), "task": self.task_config.model_dump(mode="json"),
+                    "train": hashlib.sha256("\n".join(e.id for e in self.train).encode()).hexdigest()}
+        task = self.task
+        return ServedModel(arm.name, "lm", identity, "arm", engine=engine, prompt=prompt,
+                           labels=list(task.labels) if task.labels else None,
+                           json_schema=getattr(task, "schema", None) if task.name == "extract" else None,
+                           default_max_tokens=self.task_config.max_new_tokens,
+                           description=f"{arm.type} arm on {engine.lm.name}", extra={"arm": arm.name, "type": arm.type})
+
+    def classical(self, name: str) -> ServedModel:
+        """The scikit-learn model the arm saved in models/<name>/."""
+        return _classical(self.run_dir / "models" / name, name)
+
+    def fine_tuned(self, name: str) -> ServedModel:
+        """The model the arm exported to adapters/<name>/."""
+        return _fine_tuned(self.loader, self.run_dir / "adapters", name)
 
 
 def _fine_tuned(loader: Loader, root: Path, name: str) -> ServedModel:
@@ -299,7 +365,7 @@ def _fine_tuned(loader: Loader, root: Path, name: str) -> ServedModel:
 
 
 def _classical(folder: Path, name: str) -> ServedModel:
-    from tunewise.arms.classical import ClassicalError, ClassicalModel
+    from tunewise.train.classical import ClassicalError, ClassicalModel
 
     try:
         model = ClassicalModel.load(folder)
@@ -308,42 +374,6 @@ def _classical(folder: Path, name: str) -> ServedModel:
     identity = {"classical": _file_sha256(folder / "pipeline.joblib")}
     return ServedModel(name, "classical", identity, "classical", classical=model, labels=model.labels,
                        description=f"{model.best_model_name} {model.best_params} from {folder}")
-
-
-def _prompted(loader: Loader, arm: Any, task: Any, task_config: Any, train: list[Example], seed: int) -> ServedModel:
-    from tunewise.arms.exemplars import ExemplarPool
-    from tunewise.config import FewShotArm, RetrievalArm
-
-    engine = loader.engine(arm.model)
-    pool = ExemplarPool(train, [])  # the training split, as in evaluation (which already checked it for leakage)
-    if isinstance(arm, FewShotArm):
-        shots = pool.balanced(arm.k, seed, labelled=bool(task.labels))
-        prompt = lambda text: task.messages(request_example(text), shots, arm.prompt)  # noqa: E731
-    elif isinstance(arm, RetrievalArm):
-        prompt = _retrieval_prompt(arm, task, pool.examples)
-    else:
-        prompt = lambda text: task.messages(request_example(text), (), arm.prompt)  # noqa: E731
-    identity = {"base": engine.fingerprint, "precision": engine.lm.precision.name,
-                "arm": arm.model_dump(mode="json"), "task": task_config.model_dump(mode="json"),
-                "train": hashlib.sha256("\n".join(e.id for e in train).encode()).hexdigest()}
-    return ServedModel(arm.name, "lm", identity, "arm", engine=engine, prompt=prompt,
-                       labels=list(task.labels) if task.labels else None,
-                       json_schema=getattr(task, "schema", None) if task.name == "extract" else None,
-                       default_max_tokens=task_config.max_new_tokens,
-                       description=f"{arm.type} arm on {engine.lm.name}", extra={"arm": arm.name, "type": arm.type})
-
-
-def _retrieval_prompt(arm: Any, task: Any, pool: list[Example]) -> Callable[[str], Messages]:
-    from tunewise.arms.retrieval import arm_index
-
-    index = arm_index(arm, [e.input for e in pool])
-
-    def prompt(text: str) -> Messages:
-        example = request_example(text)
-        found = index.search([example.input], arm.k)[0]
-        return task.messages(example, [pool[i] for i in reversed(found)], arm.prompt)
-
-    return prompt
 
 
 def build_models(loader: Loader, *, run: Path | None = None, arms: list[str] | None = None,

@@ -26,12 +26,6 @@ class Task(Protocol):
         ...
 
 
-def shorten(text: str, max_words: int) -> str:
-    """Cut to `max_words` words, marking the cut, so one long input cannot crowd out the exemplars."""
-    words = text.split()
-    return text.strip() if len(words) <= max_words else " ".join(words[:max_words]) + " …"
-
-
 def make_task(config: Any, train: Sequence[Example]) -> Task:
     """Build the configured task; classification labels default to the training split's, sorted."""
     from tunewise.tasks.classify import ClassifyTask

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tunewise.schema import Example
-from tunewise.tasks import shorten
-from tunewise.tasks.prompting import chat_prompt
+from tunewise.tasks.prompting import chat_prompt, shorten
 
 VARIANTS = ("default", "terse", "cot")
 

@@ -11,8 +11,7 @@ from typing import Any
 
 from tunewise.tasks.jsontext import json_objects
 from tunewise.schema import Example
-from tunewise.tasks import shorten
-from tunewise.tasks.prompting import chat_prompt
+from tunewise.tasks.prompting import chat_prompt, shorten
 
 
 def first_json_object(text: str) -> dict[str, Any] | None:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 from tunewise.data.textnorm import normalise
 from tunewise.schema import Example
-from tunewise.tasks import shorten
-from tunewise.tasks.prompting import chat_prompt
+from tunewise.tasks.prompting import chat_prompt, shorten
 
 
 @dataclass(frozen=True)

@@ -21,3 +21,9 @@ def chat_prompt(system: str, example: Example, exemplars: Sequence[Example],
                      {"role": "assistant", "content": render_output(shot)}]
     messages.append({"role": "user", "content": render_input(example)})
     return messages
+
+
+def shorten(text: str, max_words: int) -> str:
+    """Cut to `max_words` words, marking the cut, so one long input cannot crowd out the exemplars."""
+    words = text.split()
+    return text.strip() if len(words) <= max_words else " ".join(words[:max_words]) + " …"

@@ -13,29 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.evaluate.robustness import Perturbation
 from tunewise.schema import Example
+from tunewise.train.settings import AugmentConfig
 
 PARAPHRASE_PROMPT = ("Rewrite the following text in different words. Keep every fact and the meaning; reply with "
                      "the rewritten text only.\n\n{text}")
-
-
-class AugmentConfig(BaseModel):
-    """How synthetic training copies are made (training split only)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    copies: int = Field(1, ge=1, le=10, description="Synthetic copies per training example.")
-    typo_rate: float = Field(0.03, ge=0, le=0.3, description="Share of words given a typo in each copy (0: none).")
-    random_case: bool = Field(False, description="Also randomise letter case in the copies.")
-    templates: list[str] = Field(default_factory=list, description="Prompt variants of the task (default, terse, "
-                                                                   "cot) the copies are rendered with, in turn; "
-                                                                   "default: the arm's own prompt.")
-    paraphrase: bool = Field(False, description="Rewrite each copy's input with the arm's base model first "
-                                                "(slow on a CPU; quality depends on the model).")
-    paraphrase_max_tokens: int = Field(160, ge=8, le=2048, description="Generation budget of a paraphrase.")
 
 
 def augment(examples: list[Example], config: AugmentConfig, seed: int, paraphraser: Any | None = None) -> list[Example]:

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.store.atomic import atomic_dir
 from tunewise.models.precision import Precision, choose_precision, resolve_device
@@ -31,6 +30,7 @@ from tunewise.schema import Example
 from tunewise.train import checkpoints
 from tunewise.train.sft_data import LengthGroupedBatches
 from tunewise.train.trainer_safety import ordered_loader, seal_checkpoint, sigterm_flag, stop_on_sigterm
+from tunewise.train.settings import ClassifierConfig
 
 MARKER = "tunewise-classifier.json"
 FORMAT_VERSION = 1
@@ -41,36 +41,6 @@ ProgressCallback = Callable[[int, int], None]
 
 class ClassifierError(ValueError):
     """The examples or the folder cannot be used for a classifier; the message names every problem and the fix."""
-
-
-class ClassifierConfig(BaseModel):
-    """How a classifier head is fine-tuned. Defaults suit full fine-tuning of a small encoder (MiniLM)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field("minilm", description="Encoder or decoder to put the head on: 'minilm' (bundled "
-                       "all-MiniLM-L6-v2), a local model folder, or a hub id; see assets.resolve_model.")
-    epochs: int = Field(3, ge=1, description="Maximum passes over the training split; early stopping may end "
-                        "training sooner.")
-    learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate. 5e-5 suits full fine-tuning "
-                                 "of a pretrained encoder; a model trained from scratch needs ~1e-3.")
-    batch_size: int = Field(16, ge=1, description="Training examples per step; evaluation uses twice this.")
-    max_length: int = Field(256, ge=8, description="Tokens kept per example; longer inputs are truncated.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay, a guard against overfitting "
-                                "small data.")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of training steps over which the learning "
-                                "rate rises linearly from 0, so the fresh head does not wreck the encoder early.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (global L2 norm).")
-    early_stopping_patience: int = Field(2, ge=1, description="Epochs without validation improvement before "
-                                         "training stops.")
-    early_stopping_metric: Literal["macro_f1", "loss"] = Field(
-        "macro_f1", description="What 'improvement' means: higher validation macro-F1, or lower validation loss. "
-        "The best epoch by this metric is the one kept.")
-    save_total_limit: int = Field(2, ge=1, description="Newest complete checkpoints kept on disk; the best one is "
-                                  "kept too, so a resumed run can still end on it.")
-    seed: int = Field(0, description="Seeds the head's initialisation, dropout and the data order.")
-    precision: str = Field("auto", description="'auto' (bf16 where the hardware does it fast, else fp32), "
-                           "'bf16', 'fp32' or 'fp16'; see models.precision.choose_precision.")
 
 
 @dataclass(frozen=True, slots=True)

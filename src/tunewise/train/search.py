@@ -17,35 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunewise.schema import Example
-from tunewise.train.sft import SFTModel, SFTSettings, train_sft
-
-
-class SearchConfig(BaseModel):
-    """What an optuna search over fine-tuning settings tries. Off unless `trials` is set on the arm."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    trials: int = Field(6, ge=1, le=200, description="Trials to run (fewer if `timeout_s` runs out).")
-    learning_rate: tuple[float, float] = Field((5e-5, 2e-3), description="Log-uniform range for the learning rate.")
-    lora_r: list[int] = Field(default_factory=lambda: [4, 8, 16], description="LoRA ranks to try (lora only); "
-                              "lora_alpha follows as 2 x rank.")
-    epochs: list[int] = Field(default_factory=lambda: [1, 2], description="Epoch counts to try.")
-    timeout_s: float | None = Field(None, gt=0, description="Stop starting new trials after this many seconds.")
-    prune: bool = Field(True, description="Stop a trial early when its validation loss is worse than the median "
-                        "of earlier trials at the same step (optuna MedianPruner).")
-    seed: int = Field(0, description="Seeds the sampler (TPE), so the same search tries the same settings.")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> SearchConfig:
-        low, high = self.learning_rate
-        if not 0 < low <= high:
-            raise ValueError(f"learning_rate range {self.learning_rate} must be (low, high) with 0 < low <= high")
-        if not self.lora_r or not self.epochs or min(self.lora_r) < 1 or min(self.epochs) < 1:
-            raise ValueError("lora_r and epochs must be non-empty lists of positive integers")
-        return self
+from tunewise.train.sft import SFTModel, train_sft
+from tunewise.train.settings import SFTSettings
+from tunewise.train.settings import SearchConfig
 
 
 @dataclass

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.store.atomic import atomic_dir, atomic_write_text
 from tunewise.models.precision import Precision, choose_precision, resolve_device
@@ -38,6 +37,7 @@ from tunewise.train import checkpoints
 from tunewise.train.sft_data import IGNORE_INDEX, LengthGroupedBatches, TokenizedExample, collate
 from tunewise.train.token_cache import TokenCache
 from tunewise.train.trainer_safety import ordered_loader, seal_checkpoint, sigterm_flag, stop_on_sigterm
+from tunewise.train.settings import SFTSettings
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(done_steps, total_steps)` after every optimizer step."""
@@ -47,51 +47,6 @@ ARM_MARKER = "tunewise-arm.json"
 
 class SFTError(ValueError):
     """The examples, settings or folder cannot be used for fine-tuning; the message names the fix."""
-
-
-class SFTSettings(BaseModel):
-    """How a causal LM is fine-tuned. Defaults suit LoRA on a small instruct model with a few hundred examples."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["lora", "full"] = Field("lora", description="lora: train low-rank adapters (peft) on a frozen "
-                                            "model, small and fast; full: train every weight.")
-    epochs: int = Field(1, ge=1, description="Passes over the training examples; early stopping may end sooner.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
-    learning_rate: float | None = Field(None, gt=0, description="Peak AdamW learning rate; default 2e-4 for "
-                                        "lora, 2e-5 for full.")
-    batch_size: int = Field(8, ge=1, description="Examples per device per step.")
-    gradient_accumulation: int = Field(1, ge=1, description="Batches summed per optimizer step (global batch = "
-                                       "batch_size x this x processes).")
-    max_length: int = Field(512, ge=8, description="Tokens per example; longer conversations keep their start.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with a linearly rising rate.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (global L2 norm).")
-    lora_r: int = Field(16, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
-    target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: 'all-linear' "
-                                            "(every linear layer but the output head, found per architecture "
-                                            "by peft) or a list of module names.")
-    lora_layers: int | None = Field(None, ge=1, description="Put adapters on the top N transformer layers only: "
-                                    "backpropagation then stops below them, about 2x faster on a CPU for N = a "
-                                    "third of the layers; default: every layer.")
-    early_stopping_patience: int = Field(2, ge=1, description="Evaluations without a lower validation loss before "
-                                         "training stops.")
-    checkpoint_every_steps: int | None = Field(None, ge=1, description="Save (and evaluate) every N steps; "
-                                               "default: at the end of every epoch.")
-    keep_checkpoints: int = Field(2, ge=1, description="Newest complete checkpoints kept (the best is kept too).")
-    seed: int = Field(0, description="Seeds adapter initialisation, dropout and the data order.")
-    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="auto: bf16 autocast where the "
-                                                               "hardware runs it fast, else fp32.")
-    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, description="Also log losses "
-                                                                  "and learning rate to TensorBoard (event files beside "
-                                                                  "the checkpoints) or MLflow; the package must be "
-                                                                  "installed.")
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate or (2e-4 if self.method == "lora" else 2e-5)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,150 @@
+"""Typed settings shared by the experiment and every arm: data, task, split, evaluation, cost, and the arm base
+classes each arm module's config builds on.
+
+Pydantic models only, every field described, unknown keys refused (a typo must not silently fall back to a
+default). Knows nothing about arms' behaviour, models or files; imports no torch, scikit-learn or scipy, so
+loading and checking an experiment file is instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    path: Path = Field(description="Data file (JSONL, JSON, CSV or Parquet). Relative paths are relative to the YAML file. "
+                                   "The special value `bundled:bbc-news` is the bundled BBC News dataset.")
+    format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(None, description="Container format; default: from the extension.")
+    mapping: dict[str, str] | None = Field(None, description="Column mapping, e.g. {input: body, output: category}, when the "
+                                                             "data does not use a standard shape.")
+
+
+class TaskConfig(Strict):
+    type: Literal["classify", "extract", "generate"] = Field(description="What the model must do with each input.")
+    labels: list[str] | None = Field(None, description="Classification labels; default: every label in the training split.")
+    instructions: str | None = Field(None, description="Task instructions given to prompted models; default: the task's own.")
+    json_schema: dict[str, Any] | None = Field(None, description="For extract: the JSON schema answers must follow.")
+    max_input_words: int = Field(200, ge=8, description="Inputs (and exemplars) are cut to this many words in prompts, "
+                                                        "so few-shot prompts stay within small models' budgets.")
+    exemplar_words: int | None = Field(None, ge=8, description="Exemplars (few-shot and retrieval) are cut to this many "
+                                       "words; default: max_input_words. Short exemplars still show the answer format "
+                                       "and make k-shot prompts several times cheaper to score.")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget for extract/generate tasks.")
+
+
+class SplitConfig(Strict):
+    seed: int = Field(13, description="Seed of the frozen split and of every sampled choice (exemplars, subsets).")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of examples held out for validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of examples held out for the head-to-head test.")
+    stratify: bool = Field(True, description="Keep label proportions equal across splits.")
+    max_test: int | None = Field(None, ge=1, description="Evaluate every arm on this many test examples (a stratified, "
+                                                          "seeded subset) to bound time on a CPU; default: the whole test split.")
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1 so examples remain for training")
+        return self
+
+
+class ArmConfig(Strict):
+    """What every arm has: a unique name. Each arm module subclasses it with `type: Literal["<type>"]`."""
+
+    name: str = Field(description="Unique arm name; used for predictions/<name>.jsonl and in the report.",
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+
+
+class LocalArmConfig(ArmConfig):
+    """A prompted arm on a local model: which model, precision, batch and prompt template."""
+
+    model: str = Field("smollm2", description="Local folder, hub id, or `smollm2` for the bundled SmolLM2-135M-Instruct.")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="auto = bf16 where the hardware runs it fast, else fp32.")
+    batch_size: int = Field(8, ge=1, le=512, description="Examples per forward pass.")
+    prompt: str = Field("default", description="Prompt template: a named variant of the task (default, terse, cot).")
+    variants: list[str] | None = Field(None, description="Several prompt templates compared as separate arms named `<name>@<variant>`.")
+
+
+class RemotePrice(Strict):
+    input_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_million: float = Field(ge=0, description="USD per million completion tokens.")
+    as_of: str = Field(description="When the price was read (prices change; the report shows this date).")
+
+
+class CostConfig(Strict):
+    hardware_usd_per_hour: float = Field(0.0, ge=0, description="What an hour of the machine running local arms "
+                                                                "costs; local cost = measured seconds x this.")
+    remote_prices: dict[str, RemotePrice] = Field(default_factory=dict, description="Per remote model name: token "
+                                                                                      "prices, user-editable and dated.")
+    requests_per_day: float = Field(1000.0, gt=0, description="Requests a day you expect to serve: sets the payback "
+                                                             "period of training and the volume it is amortised over.")
+    horizon_days: float = Field(365.0, gt=0, description="Days over which training cost is amortised when arms are "
+                                                         "compared per request (volume = requests_per_day x this).")
+
+
+class PerturbationConfig(Strict):
+    """One way of damaging test inputs for the robustness check (see tunewise.evaluate.robustness)."""
+
+    kind: Literal["typos", "case", "whitespace", "punctuation", "truncate"] = Field(
+        description="typos: letter swaps, drops, insertions and keyboard-neighbour slips; case: upper, lower or "
+                    "random casing; whitespace: extra spaces and line breaks between words; punctuation: all "
+                    "punctuation removed; truncate: only the first part of the input kept.")
+    rate: float = Field(0.05, ge=0, le=1, description="typos: chance each letter is edited; whitespace: chance each "
+                                                        "gap between words is widened or broken.")
+    mode: Literal["upper", "lower", "random"] = Field("random", description="case: which casing.")
+    keep: float = Field(0.5, gt=0, le=1, description="truncate: share of the words kept, from the start.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+                             description="Name in predictions/<arm>~<name>.jsonl and tables; default: derived from "
+                                         "kind and parameter, e.g. typos-0.05.")
+
+
+class RobustnessConfig(Strict):
+    perturbations: list[PerturbationConfig] = Field(
+        default_factory=list, description="Perturbations applied to a copy of the test subset; every arm is re-run on "
+                                          "each copy. Empty (the default) skips the robustness check.")
+    max_examples: int = Field(100, ge=1, description="Perturb about this many test examples (a stratified, seeded "
+                                                     "subset of the evaluated ones; per-label rounding may add a few): "
+                                                     "each perturbation re-runs every arm on them.")
+
+
+class EvaluationConfig(Strict):
+    primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
+        None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
+                          "task's own: exact match) for extract/generate. Default: accuracy, or score.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the paired tests between arms; "
+                                                         "confidence intervals are at 1 - alpha.")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples for confidence "
+                                                                          "intervals and paired bootstrap tests "
+                                                                          "(seeded with split.seed).")
+    quality_bar: float | None = Field(None, ge=0, le=1, description="Absolute bar on the primary metric an arm must "
+                                                                   "reach to be recommended; default: not "
+                                                                   "significantly worse than the best arm.")
+    baseline_arm: str | None = Field(None, description="Arm that ROI is measured against; default: the first "
+                                                       "zero_shot arm, else the first arm.")
+    max_failure_rate: float = Field(0.0, ge=0, le=1, description="An arm whose share of failed requests is above "
+                                                                 "this is never recommended.")
+    slice_by: list[str] = Field(default_factory=list, description="Example metadata fields to break metrics down by "
+                                                                  "(a fairness check flags the largest gap).")
+    slice_gap_warn: float = Field(0.1, ge=0, le=1, description="A gap in the primary metric between two slices of "
+                                                               "one arm at least this large is reported as a warning.")
+    review_size: int = Field(20, ge=0, le=1000, description="Test examples where arms disagree, sampled (seeded) "
+                                                            "into the report's review sheet for a person to judge.")
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig,
+                                         description="Score drop of every arm on perturbed test inputs "
+                                                     "(written to robustness.json).")
+
+    @model_validator(mode="after")
+    def _perturbation_names_unique(self) -> EvaluationConfig:
+        from tunewise.evaluate.robustness import Perturbation
+
+        names = [Perturbation(p.kind, p.rate, p.mode, p.keep, p.name).name for p in self.robustness.perturbations]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"evaluation.robustness.perturbations: repeated name(s) {repeated}; give each a `name`")
+        return self
