@@ -96,7 +96,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
             "cost": {"per_1k_usd": cost_known[name], "training": train_cost,
                      "amortised_per_1k_usd": costs.amortised_per_1k(cost_known[name], training_usd, volume)},
             "training": training, "robustness": robustness.get(name),
-            "needs_training": arm.type == "finetune" or training is not None,
+            "needs_training": registry.trains(arm) or training is not None,
         }
     pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task))
                 .to_dict() for a, b in combinations(finished, 2)]

@@ -328,6 +328,12 @@ class RunServing:
         """The scikit-learn model the arm saved in models/<name>/."""
         return _classical(self.run_dir / "models" / name, name)
 
+    def scorer(self, arm: Any, model: Any, identity: dict[str, Any], description: str) -> ServedModel:
+        """An arm that answers without a language model: `model.predict_scores(examples)` gives per-label scores
+        (and `model.labels` the labels); chat answers are the best label, /v1/classify the scores."""
+        return ServedModel(arm.name, "classical", identity, arm.type, classical=model, labels=list(model.labels),
+                           description=description, extra={"arm": arm.name, "type": arm.type})
+
     def fine_tuned(self, name: str) -> ServedModel:
         """The model the arm exported to adapters/<name>/."""
         return _fine_tuned(self.loader, self.run_dir / "adapters", name)
