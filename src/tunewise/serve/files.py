@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tunewise.store.atomic import atomic_open, atomic_write_text
 
 PURPOSES = ("fine-tune",)
 FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
-SHOWN_ERRORS = 5
-MIN_TRAINING_EXAMPLES = 10  # `tunewise check`'s own minimum (CheckOptions.min_examples)  # problems spelled out in a rejection; the count says how many more there are
+SHOWN_ERRORS = 5  # problems spelled out in a rejection; the count says how many more there are
+MIN_TRAINING_EXAMPLES = 10  # `tunewise check`'s own minimum (CheckOptions.min_examples)
+COPY_CHUNK = 1024 * 1024  # bytes per read when an upload is copied into the store
 
 
 class FileRejected(ValueError):
@@ -104,22 +106,29 @@ class FileStore:
     def data_path(self, file_id: str) -> Path:
         return self.root / f"{file_id}.jsonl"
 
-    def add(self, filename: str, purpose: str, content: bytes) -> StoredFile:
-        """Check and store an upload; raises FileRejected naming every problem."""
+    def add(self, filename: str, purpose: str, content: bytes | BinaryIO) -> StoredFile:
+        """Check and store an upload; raises FileRejected naming every problem.
+
+        `content` is the bytes, or a binary file read from its current position to its end in chunks (an
+        upload spooled to disk is copied, never read whole into memory)."""
         if purpose not in PURPOSES:
             raise FileRejected(f"purpose {purpose!r} is not supported here; use one of {', '.join(PURPOSES)}",
                                "invalid_purpose")
         file_id = f"file-{secrets.token_hex(12)}"
         path = self.data_path(file_id)
         with atomic_open(path, "wb") as handle:
-            handle.write(content)
+            if isinstance(content, bytes):
+                handle.write(content)
+            else:
+                shutil.copyfileobj(content, handle, COPY_CHUNK)
+            size = handle.tell()
         try:
             examples, warnings = check_upload(path, filename)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         details = f"{len(warnings)} warning(s): " + "; ".join(warnings[:SHOWN_ERRORS]) if warnings else None
-        record = StoredFile(file_id, len(content), int(time.time()), filename, purpose, examples,
+        record = StoredFile(file_id, size, int(time.time()), filename, purpose, examples,
                             status_details=details)
         atomic_write_text(self.root / f"{file_id}.json", json.dumps(asdict(record)) + "\n")
         with self._lock:

@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from tunewise.serve.app import ServerState
+from tunewise.serve.state import ServerState
 
 
 class DrainingServer(uvicorn.Server):
@@ -100,8 +100,9 @@ def serve_in_thread(app: Any, state: ServerState, host: str = "127.0.0.1") -> It
 def run_server(config: Any, *, run: Any = None, arms: list[str] | None = None, model: str | None = None,
                adapters: Any = None, log: Any = print) -> None:
     """`tunewise serve`: load what is served, bind, print the address, serve until drained."""
-    from tunewise.serve.app import build_state, create_app
+    from tunewise.serve.app import create_app
     from tunewise.serve.models import Loader, build_models
+    from tunewise.serve.state import build_state
 
     models = build_models(Loader(config.precision, config.threads), run=run, arms=arms, model=model,
                           adapters=adapters)

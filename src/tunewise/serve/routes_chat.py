@@ -1,0 +1,90 @@
+"""POST /v1/chat/completions and POST /v1/completions: OpenAI's answers, whole (JSON) or streamed (SSE).
+
+The route reads and checks the body, asks answering.py for each choice, and shapes the reply: a JSON object,
+or an event stream in the endpoint's protocol (sse.py) driven by event_stream.py. Answered chats are recorded
+for training when the server captures traffic. Knows nothing about batching, caching or models' insides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tunewise.serve.answering import Answer, LiveAnswer, answer, lookup, usage
+from tunewise.serve.bodies import read_body
+from tunewise.serve.event_stream import event_stream
+from tunewise.serve.schemas import ChatRequest, CompletionRequest
+from tunewise.serve.sse import chat_frames, completion_frames
+from tunewise.serve.state import ServerState, State
+
+router = APIRouter()
+
+_SSE_HEADERS = {"Cache-Control": "no-cache"}
+
+
+def chat_body(model: str, done: Answer, ident: str, created: int) -> dict[str, Any]:
+    """A whole chat.completion object for one answer."""
+    return {"id": ident, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
+                         "finish_reason": done.finish_reason, "logprobs": None}],
+            "usage": usage([done]), "system_fingerprint": None,
+            **({"tunewise": {"cached": done.cached}} if done.cached else {})}
+
+
+async def _capture(state: ServerState, messages: list[dict[str, str]], done: Answer) -> None:
+    if state.capture is not None:
+        outcome = await asyncio.to_thread(state.capture.record, messages, done.text)
+        state.metrics.captured.labels(outcome).inc()
+
+
+@router.post("/v1/chat/completions")
+async def chat(request: Request, state: State) -> Response:
+    body = await read_body(request, ChatRequest, state.config.max_body_bytes)
+    served = lookup(state, body.model)
+    messages = [m.plain() for m in body.messages]
+    reply = await answer(state, served, "chat", messages, body, stream=body.stream)
+    ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    if not body.stream:
+        assert isinstance(reply, Answer)
+        await _capture(state, messages, reply)
+        return JSONResponse(chat_body(served.name, reply, ident, created))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    frame, usage_frame = chat_frames(served.name, ident, created, include_usage)
+
+    async def after(_: int, done: Answer) -> None:
+        await reply.remember(done)  # type: ignore[union-attr,misc]
+        await _capture(state, messages, done)
+
+    if isinstance(reply, Answer):
+        await _capture(state, messages, reply)
+    return StreamingResponse(event_stream(state, [reply], frame, usage_frame if include_usage else None, after),
+                             media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request, state: State) -> Response:
+    body = await read_body(request, CompletionRequest, state.config.max_body_bytes)
+    served = lookup(state, body.model)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    answers: list[Answer | LiveAnswer] = list(await asyncio.gather(
+        *(answer(state, served, "completion", p, body, stream=body.stream) for p in prompts)))
+    ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        frame, usage_frame = completion_frames(served.name, ident, created, include_usage)
+
+        async def after(index: int, done: Answer) -> None:
+            await answers[index].remember(done)  # type: ignore[union-attr,misc]
+
+        return StreamingResponse(event_stream(state, answers, frame, usage_frame if include_usage else None, after),
+                                 media_type="text/event-stream", headers=_SSE_HEADERS)
+    whole = [a for a in answers if isinstance(a, Answer)]
+    choices = [{"index": i, "text": a.text, "finish_reason": a.finish_reason, "logprobs": None}
+               for i, a in enumerate(whole)]
+    return JSONResponse({"id": ident, "object": "text_completion", "created": created, "model": served.name,
+                         "choices": choices, "usage": usage(whole)})
