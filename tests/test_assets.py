@@ -21,6 +21,7 @@ from tunewise import assets
 from tunewise.assets import (
     MARKER,
     AssetError,
+    asset_cache_dir,
     asset_report,
     bundled_dataset_path,
     bundled_embedder_path,
@@ -34,9 +35,11 @@ from tunewise.assets import (
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets an empty cache of its own; none may touch the user's real one."""
+    """Every test gets an empty cache of its own; none may touch the user's real one, nor the converted assets
+    conftest shares between test sessions (TUNEWISE_ASSET_CACHE): here conversion itself is under test."""
     root = tmp_path / "cache"
     monkeypatch.setenv("TUNEWISE_CACHE", str(root))
+    monkeypatch.delenv("TUNEWISE_ASSET_CACHE", raising=False)
     return root
 
 
@@ -75,6 +78,22 @@ def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert cache_dir() == tmp_path / "home" / ".cache" / "tunewise"
     monkeypatch.setenv("TUNEWISE_CACHE", "~/elsewhere")
     assert cache_dir() == tmp_path / "home" / "elsewhere"
+
+
+@pytest.mark.usefixtures("fake_builders")
+def test_asset_cache_dir_moves_only_the_converted_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work, shared = tmp_path / "work", tmp_path / "shared"
+    monkeypatch.setenv("TUNEWISE_CACHE", str(work))
+    assert asset_cache_dir() == work  # unset: the assets live in the one cache
+    monkeypatch.setenv("TUNEWISE_ASSET_CACHE", "")  # empty means unset
+    assert asset_cache_dir() == work
+    monkeypatch.setenv("TUNEWISE_ASSET_CACHE", str(shared))
+    assert asset_cache_dir() == shared and cache_dir() == work
+    assert bundled_model_path() == shared / "models" / "smollm2-135m-instruct"
+    assert bundled_dataset_path() == shared / "datasets" / "bbc-news.jsonl"
+    assert verify() == [] and {row.path for row in asset_report(convert=False) if row.name != "minilm"} == {
+        shared / "models" / "smollm2-135m-instruct", shared / "datasets" / "bbc-news.jsonl"}
+    assert not work.exists()  # nothing of the assets lands in the working cache
 
 
 # ---------------------------------------------------------------- dataset
@@ -269,6 +288,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Convert the real bundled model once for this module."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TUNEWISE_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        patch.delenv("TUNEWISE_ASSET_CACHE", raising=False)  # a real conversion, not the session-shared one
         yield bundled_model_path()
 
 

@@ -71,9 +71,15 @@ def test_upload_train_and_chat_with_the_fine_tuned_model(base, tiny_model_dir, t
                                           hyperparameters={"n_epochs": 4, "batch_size": 4,
                                                            "learning_rate_multiplier": 150})
         assert job.status == "validating_files" and job.fine_tuned_model is None
-        streamed = api.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}],
-                                               max_tokens=4, temperature=0, stream=True)
-        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) is not None
+        hi = [{"role": "user", "content": "hi"}]
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in api.chat.completions.create(
+            model=name, messages=hi, max_tokens=4, temperature=0, stream=True) if chunk.choices)
+        # the stream carries the reply a plain request gets; a seed (ignored by greedy decoding) keeps that
+        # request off the answer cache the stream has just filled, so it is generated afresh
+        plain = api.chat.completions.create(model=name, messages=hi, max_tokens=4, temperature=0,
+                                            extra_body={"seed": 2})
+        assert not (getattr(plain, "tunewise", None) or {}).get("cached")
+        assert streamed and streamed == plain.choices[0].message.content, (streamed, plain.choices[0].message.content)
         done = wait_for(api, job.id, {"succeeded", "failed", "cancelled"})
         assert done.status == "succeeded", done.error
         assert done.fine_tuned_model == f"ft:{name}:colours:{job.id[-8:]}"
@@ -183,6 +189,7 @@ def test_cancel_stops_training_and_registers_no_model(base, tiny_model_dir, tmp_
 SLOW_EPOCHS = 20
 
 
+@pytest.mark.slow  # two servers in turn and a 60-step job
 def test_jobs_survive_a_restart_and_an_interrupted_one_resumes(base, tiny_model_dir, tmp_path):
     """The first server stops mid-training (its worker pauses the job with a checkpoint, as a crash would leave
     it `running` on disk); a second server on the same state folder resumes the job to success and serves the
@@ -244,6 +251,7 @@ def start_cli_server(model_dir: Path, state_dir: Path) -> tuple[subprocess.Popen
     raise AssertionError("the server did not start")
 
 
+@pytest.mark.subprocess
 def test_a_job_killed_mid_training_resumes_from_its_checkpoint_in_a_new_process(tiny_model_dir, tmp_path):
     state_dir = tmp_path / "state"
     process, url = start_cli_server(tiny_model_dir, state_dir)

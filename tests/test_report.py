@@ -85,6 +85,7 @@ def test_html_is_self_contained_with_text_in_its_figures(rendered):
     assert "&lt;b&gt;about&lt;/b&gt;" in page and "&lt;refused&gt;" in page  # user text is escaped
 
 
+@pytest.mark.browser
 def test_report_loads_in_headless_chromium_without_console_errors(rendered, tmp_path):
     results, paths = rendered
     dom, console = load_in_chromium(paths["report.html"], tmp_path)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,15 +79,46 @@ def test_exclusion_clamping_and_determinism(minilm) -> None:
     assert len(minilm.search(CORPUS[:1], k=100, exclude=[{0, 1}])[0]) == len(CORPUS) - 2
 
 
-@pytest.mark.slow
-def test_second_build_loads_the_cache_and_never_the_model(minilm, monkeypatch) -> None:
-    def refuse(model, dtype):
-        raise AssertionError("the model was loaded on a cache hit")
+# Run in a fresh interpreter: builds the index from the cache with model loading forbidden, then again with no
+# cache at all, and saves both matrices. argv: cache folder, output folder, the corpus as JSON.
+SECOND_PROCESS = """
+import json, sys
+from pathlib import Path
 
-    monkeypatch.setattr(retrieval, "_load_model", refuse)
-    again = EmbeddingIndex.build(CORPUS, None, minilm.cache_dir)
-    np.testing.assert_array_equal(again.vectors, minilm.vectors)
-    assert np.allclose(np.linalg.norm(again.vectors, axis=1), 1.0, atol=1e-5)
+import numpy as np
+
+from tunewise.models import index as retrieval
+
+cache, out, corpus = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+load = retrieval._load_model
+
+
+def refuse(model, dtype):
+    raise AssertionError("the model was loaded on a cache hit")
+
+
+retrieval._load_model = refuse
+np.save(out / "cached.npy", retrieval.EmbeddingIndex.build(corpus, None, cache).vectors)
+retrieval._load_model = load
+np.save(out / "fresh.npy", retrieval.EmbeddingIndex.build(corpus, None, None).vectors)
+"""
+
+
+@pytest.mark.slow
+def test_another_process_loads_the_cache_and_never_the_model(minilm, tmp_path) -> None:
+    """The cache key must not depend on anything of the process that wrote it (hash seeds, object ids, the
+    clock), and what the cache hands back must be what a fresh encode gives: both are checked in a second
+    interpreter, which an in-process rebuild could never catch."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    env.pop("PYTHONHASHSEED", None)  # its own random str hashes, unlike this process's
+    done = subprocess.run([sys.executable, "-c", SECOND_PROCESS, str(minilm.cache_dir), str(tmp_path),
+                           json.dumps(CORPUS)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cached, fresh = np.load(tmp_path / "cached.npy"), np.load(tmp_path / "fresh.npy")
+    np.testing.assert_array_equal(cached, minilm.vectors)
+    assert np.allclose(np.linalg.norm(cached, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(fresh, minilm.vectors, rtol=0, atol=1e-5)
 
 
 # ---------------------------------------------------------------- cache keys and progress (fake encoder)

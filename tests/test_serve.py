@@ -412,6 +412,7 @@ def classifier_head(base: Path, labels: list[str]):
                            ClassifierConfig(), choose_precision("cpu", "fp32"))
 
 
+@pytest.mark.subprocess
 def test_sigterm_drains_in_flight_requests_then_exits(tiny_model_dir):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "TUNEWISE_API_KEYS": ""}
     process = subprocess.Popen(

@@ -16,6 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.subprocess  # two torchrun processes and a single-process run of the same training
+
 TESTS = Path(__file__).parent
 
 

@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.subprocess  # `tunewise train` under torchrun (2 processes) and in one process
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = {"goal": "sports", "shares": "business", "software": "tech", "film": "arts"}

@@ -101,16 +101,29 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "tunewise"
 
 
+def asset_cache_dir() -> Path:
+    """Where the converted bundled assets live: `$TUNEWISE_ASSET_CACHE`, else `cache_dir()` (empty counts as unset).
+
+    Only the converted model, tokenizer and dataset go here; what tunewise caches while working (answers in
+    predictions.sqlite, embeddings, tokenized data, classical fits) stays in `cache_dir()`. The test suite
+    uses the split to keep the half-minute model conversion across sessions while every session starts with
+    empty working caches.
+    """
+    if explicit := os.environ.get("TUNEWISE_ASSET_CACHE"):
+        return Path(explicit).expanduser()
+    return cache_dir()
+
+
 def _model_dir() -> Path:
-    return cache_dir() / "models" / MODEL_NAME
+    return asset_cache_dir() / "models" / MODEL_NAME
 
 
 def _tokenizer_dir() -> Path:
-    return cache_dir() / "tokenizers" / MODEL_NAME
+    return asset_cache_dir() / "tokenizers" / MODEL_NAME
 
 
 def _dataset_file() -> Path:
-    return cache_dir() / "datasets" / f"{DATASET_NAME}.jsonl"
+    return asset_cache_dir() / "datasets" / f"{DATASET_NAME}.jsonl"
 
 
 def _dataset_marker(data: Path) -> Path:
