@@ -27,11 +27,10 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from batched_generate import one_at_a_time  # noqa: E402  (same folder: the plain per-prompt HF loop)
 
 from tunewise.assets import bundled_dataset_path, bundled_model_path  # noqa: E402
 from tunewise.models.local import LocalLM  # noqa: E402
-
-from batched_generate import one_at_a_time  # noqa: E402  (same folder: the plain per-prompt HF loop)
 
 LABELS = ["business", "entertainment", "politics", "sports", "tech"]
 INSTRUCTION = ("Classify the news article into one of: business, entertainment, politics, sports, tech. "

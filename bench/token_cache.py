@@ -18,13 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from train_efficiency import bbc_training_examples  # same folder: the finetune arm's BBC conversations
 from transformers import AutoTokenizer
 
 from tunewise.assets import bundled_tokenizer_path
 from tunewise.train.sft_data import tokenize_examples
 from tunewise.train.token_cache import TokenCache
-
-from train_efficiency import bbc_training_examples  # same folder: the finetune arm's BBC conversations
 
 
 def main() -> None:

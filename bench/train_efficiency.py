@@ -165,8 +165,14 @@ def _plain_trainer(side: str, examples: list[Example], model_dir: str, batch_siz
                    out: Path, clock: Any) -> None:
     """What one writes with transformers + peft: tokenized rows, a padding collator, `Trainer.train()`."""
     from peft import get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     from tunewise.train.settings import SFTSettings
     from tunewise.train.sft_data import tokenize_examples
@@ -191,8 +197,8 @@ def run_side(side: str, examples: list[Example], model_dir: str, batch_size: int
     """Train one side once in this process; what the clock saw."""
     from transformers.utils import logging as hf_logging
 
-    from tunewise.train.sft import train_sft
     from tunewise.train.settings import SFTSettings
+    from tunewise.train.sft import train_sft
 
     hf_logging.set_verbosity_error()
     clock = _clock()

@@ -14,8 +14,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 from sft_worker import examples
 
-from tunewise.train.sft import train_sft
 from tunewise.train.settings import SFTSettings
+from tunewise.train.sft import train_sft
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from tunewise.schema import Example, Message
-from tunewise.train.sft import train_sft
 from tunewise.train.settings import SFTSettings
+from tunewise.train.sft import train_sft
 
 LABELS = ("sport", "tech", "politics")
 

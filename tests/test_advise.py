@@ -9,12 +9,12 @@ import random
 import pytest
 from typer.testing import CliRunner
 
+from tunewise.advise.catalog import CatalogError, load_catalog, parse_catalog, shipped_catalog_text
 from tunewise.advise.readiness import Requirements, advise
 from tunewise.cli.app import app
 from tunewise.data.check_report import check_file
 from tunewise.data.checks import CheckOptions
 from tunewise.data.tokens import TokenCounter
-from tunewise.advise.catalog import CatalogError, load_catalog, parse_catalog, shipped_catalog_text
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "
          "romeo sierra tango uniform victor whiskey xray yankee zulu amber basil cedar dune ember fern grove harbor "

@@ -76,7 +76,7 @@ def test_label_checks(write, word_counter):
 
 
 def test_extraction_outputs_must_be_json_objects(write, word_counter):
-    rows = [chat(f"invoice {i}", '{"total": %d}' % i) for i in range(30)] + [chat("invoice x", "not json")]
+    rows = [chat(f"invoice {i}", f'{{"total": {i}}}') for i in range(30)] + [chat("invoice x", "not json")]
     report = check_file(write("x.jsonl", rows), counter=word_counter)
     assert report.task == "extract"
     assert (31, "output_not_json") in codes(report) and report.exit_code == 2

@@ -8,9 +8,9 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from tunewise.schema import Example, Message
 from tunewise.train.classical import META_FILE, ClassicalError, ClassicalModel, train_classical
 from tunewise.train.settings import ClassicalConfig
-from tunewise.schema import Example, Message
 
 TOPICS = {
     "sport": "goal match striker league referee penalty stadium coach",

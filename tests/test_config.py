@@ -130,9 +130,9 @@ def test_primary_metric_defaults_by_task_and_is_checked(tmp_path):
 
 
 def test_cost_per_1k_requests():
-    from tunewise.settings import RemotePrice
     from tunewise.evaluate.cost import cost_per_1k_requests
     from tunewise.schema import Prediction
+    from tunewise.settings import RemotePrice
 
     preds = [Prediction(id=str(i), arm="a", input="", reference="", prediction="", raw="", latency_s=0.36,
                         prompt_tokens=1000, completion_tokens=10) for i in range(4)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunewise.arms.exemplars import ExemplarPool, LeakageError
-from tunewise.data.split import split_examples
-from tunewise.data.split import stratified_subset
+from tunewise.data.split import split_examples, stratified_subset
 from tunewise.schema import Example, Message
 
 

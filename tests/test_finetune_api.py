@@ -18,10 +18,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from test_serve import client, server
 
 from tunewise.serve.models import Loader, build_models
-
-from test_serve import client, server
 
 QUESTIONS = ["what colour is the sky", "name a colour", "pick one", "say something", "tell me a colour",
              "favourite colour?", "which colour", "one word please", "a colour now", "the answer?", "go on",

@@ -13,14 +13,13 @@ import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
+from test_finetune_arm import _rows
+from test_serve import server
 
 from tunewise.arms.finetune import FinetuneArm
 from tunewise.config import load_experiment
 from tunewise.pipeline.experiment import run_experiment
 from tunewise.serve.models import Loader, build_models
-
-from test_finetune_arm import _rows
-from test_serve import server
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,15 @@ import json
 
 import pytest
 
-from tunewise.evaluate.forgetting import (ProbeError, ProbeResult, general_text, instruction_items, passes, probe,
-                                          retention)
+from tunewise.evaluate.forgetting import (
+    ProbeError,
+    ProbeResult,
+    general_text,
+    instruction_items,
+    passes,
+    probe,
+    retention,
+)
 
 
 def test_shipped_probe_data_is_there_and_valid():

@@ -106,8 +106,8 @@ def test_one_model_learns_every_task_and_each_is_scored_on_its_own_split(experim
 def test_prefixes_are_in_the_trained_tokens_and_outside_the_loss(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from tunewise.arms.multitask import TaskData, prompt, training_mix
     from tunewise.arms.finetune import ExtraTask
+    from tunewise.arms.multitask import TaskData, prompt, training_mix
     from tunewise.schema import Example, Message
     from tunewise.tasks import make_task
     from tunewise.train.sft_data import IGNORE_INDEX, tokenize_examples

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tunewise.schema import Prediction
 from tunewise.store.answer_cache import PredictionCache, cache_key
 from tunewise.store.predictions import PredictionStore
-from tunewise.schema import Prediction
 
 
 def pred(i: int, arm: str = "a") -> Prediction:

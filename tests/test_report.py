@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 import yaml
-from evidence_cases import ROBUSTNESS, TRAINING, classify_run, examples, experiment, predictions
+from evidence_cases import ROBUSTNESS, TRAINING, classify_run, examples, experiment
 
 from tunewise.evaluate.evidence import build_results, metrics_summary
 from tunewise.report import write_report

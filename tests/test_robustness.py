@@ -14,10 +14,10 @@ import pytest
 import yaml
 from rich.console import Console
 
+from tunewise.cli.experiment_view import render_result
 from tunewise.config import ConfigError, load_experiment
 from tunewise.evaluate.robustness import Perturbation, perturb, strip_punctuation, truncate, typos
 from tunewise.pipeline.experiment import run_experiment
-from tunewise.cli.experiment_view import render_result
 from tunewise.schema import Example, Message
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the bank raises interest rates again, "

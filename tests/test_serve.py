@@ -259,7 +259,7 @@ def test_adapter_root_refuses_traversal_symlinks_and_pickles(tiny_model_dir, ada
     make_adapter(tiny_model_dir, pickle_root / "old", 5)
     (pickle_root / "old" / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
     cases["pickle"] = pickle_root
-    for what, root in cases.items():
+    for root in cases.values():
         with pytest.raises(AdapterError, match="links outside|pickle"):
             discover(root)
         with pytest.raises(AdapterError):
@@ -278,7 +278,7 @@ def test_capture_writes_training_chats_with_pii_redacted_or_skipped(served, tiny
         with server(served, capture_path=path, capture_pii=mode) as (url, _):
             api = client(url)
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda i: api.chat.completions.create(
+                list(pool.map(lambda i, api=api: api.chat.completions.create(
                     model="lora-a", messages=[{"role": "user", "content": f"plain question {i}"}], max_tokens=3,
                     temperature=0), range(6)))
             reply = api.chat.completions.create(model="lora-a", messages=private, max_tokens=3, temperature=0)
@@ -333,8 +333,8 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
 
     from tunewise.config import load_experiment
     from tunewise.pipeline.experiment import run_experiment
-    from tunewise.store.predictions import PredictionStore
     from tunewise.serve.models import softmax
+    from tunewise.store.predictions import PredictionStore
 
     monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
     topics = {"goal": "sports", "shares": "business", "software": "tech"}

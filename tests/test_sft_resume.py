@@ -123,8 +123,8 @@ def test_sigterm_writes_a_checkpoint_and_exits_0(tiny_model_dir: Path, tmp_path:
 
 def test_loss_on_trained_positions_equals_the_models_own_loss(tiny_model_dir: Path) -> None:
     """The shortcut (logits only where a next token is trained) changes the work, never the number."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from sft_worker import examples
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunewise.train.sft import trained_positions_loss
     from tunewise.train.sft_data import collate, tokenize_examples

@@ -10,8 +10,13 @@ import pytest
 from evidence_cases import LABELS, examples, predictions
 from scipy import stats as sps
 
-from tunewise.evaluate.metrics import (confusion_family, families, field_family, mean_family, point_values,
-                                       sacrebleu_family)
+from tunewise.evaluate.metrics import (
+    confusion_family,
+    families,
+    mean_family,
+    point_values,
+    sacrebleu_family,
+)
 from tunewise.evaluate.stats import compare, intervals, mcnemar_test, paired_bootstrap, resample_weights
 from tunewise.tasks.extract import ExtractTask
 from tunewise.tasks.generate import GenerateTask

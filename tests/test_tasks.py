@@ -8,10 +8,10 @@ import pytest
 
 from tunewise.schema import Example, Message
 from tunewise.tasks import make_task
-from tunewise.tasks.prompting import shorten
 from tunewise.tasks.classify import ClassifyTask
 from tunewise.tasks.extract import ExtractTask, first_json_object
 from tunewise.tasks.generate import GenerateTask
+from tunewise.tasks.prompting import shorten
 
 
 def ex(text: str, out: str, i: int = 0) -> Example:

@@ -121,8 +121,8 @@ def test_only_the_newest_files_are_kept(tokenizer, tmp_path: Path) -> None:
 
 
 def test_train_sft_reads_the_cache_on_its_second_run(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from tunewise.train.sft import train_sft
     from tunewise.train.settings import SFTSettings
+    from tunewise.train.sft import train_sft
 
     data = examples(8)[:8]
     settings = SFTSettings(method="lora", max_steps=1, batch_size=4, lora_r=2, lora_alpha=4, precision="fp32")

@@ -18,8 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from tunewise.arms import registry
-from tunewise.settings import (CostConfig, DataConfig, EvaluationConfig, LocalArmConfig, SplitConfig, Strict,
-                               TaskConfig)
+from tunewise.settings import CostConfig, DataConfig, EvaluationConfig, LocalArmConfig, SplitConfig, Strict, TaskConfig
 
 
 class ConfigError(ValueError):

@@ -43,9 +43,9 @@ def run(arm: ClassicalArm, ctx: ArmContext) -> list[Prediction]:
     import sklearn
 
     from tunewise.assets import cache_dir
-    from tunewise.train.classical import META_FILE, ClassicalModel, train_classical
-    from tunewise.store.answer_cache import cache_key
     from tunewise.schema import Prediction
+    from tunewise.store.answer_cache import cache_key
+    from tunewise.train.classical import META_FILE, ClassicalModel, train_classical
 
     key = cache_key(kind="classical", settings=arm.settings.model_dump(mode="json"), sklearn=sklearn.__version__,
                     train=[(e.id, e.input, e.label, e.metadata) for e in ctx.train])

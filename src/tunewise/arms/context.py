@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewise.schema import Example, Prediction
 from tunewise.store.answer_cache import PredictionCache
 from tunewise.store.predictions import PredictionStore
-from tunewise.train.ranks import Ranks
-from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
+from tunewise.train.ranks import Ranks
 
 # progress(total, description) -> context manager yielding advance(n)
 ProgressFactory = Callable[[str, int], Any]

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunewise.arms.context import ArmContext
-from tunewise.store.atomic import atomic_write_text
 from tunewise.arms.base import TrainingInterrupted
+from tunewise.arms.context import ArmContext
 from tunewise.schema import Example, Prediction
+from tunewise.store.atomic import atomic_write_text
 from tunewise.tasks import Task
 
 if TYPE_CHECKING:
@@ -83,10 +83,9 @@ def remote_examples(arm: FinetuneArm, ctx: ArmContext) -> tuple[list[Example], l
 
 
 def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
-    from tunewise.train.sft import ARM_MARKER
-
     from tunewise.arms import multitask
     from tunewise.train.ranks import decided_by_main
+    from tunewise.train.sft import ARM_MARKER
 
     folder = ctx.run_dir / "adapters" / arm.name
     record_path = ctx.run_dir / "training" / f"{arm.name}.json"
@@ -292,9 +291,8 @@ def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Ex
 
 def _evaluate(arm: FinetuneArm, ctx: ArmContext, name: str, folder: Path, max_new_tokens: int) -> list[Prediction]:
     """Score the trained model exactly as the prompting arms score theirs (label scoring for classification)."""
-    from tunewise.arms.prompted import model_backend, run_prompted
-
     from tunewise.arms.multitask import prompt
+    from tunewise.arms.prompted import model_backend, run_prompted
 
     backend = model_backend(str(_evaluated(folder)), arm.precision, arm.batch_size, ctx, max_new_tokens)
     return run_prompted(name, ctx, prompt(ctx.task, arm.prompt, arm.prefix), backend)
@@ -309,9 +307,8 @@ def _learning_curve(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val
                     full: list[Prediction], max_new_tokens: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
     """Train on growing shares of the same training examples with the arm's settings; score each on the test
     split. Points live under `<arm>~lc<percent>` so each is resumable and cached like any arm."""
-    from tunewise.train.sft import ARM_MARKER
-
     from tunewise.train.settings import SFTSettings
+    from tunewise.train.sft import ARM_MARKER
 
     meta = json.loads((ctx.run_dir / "adapters" / arm.name / ARM_MARKER).read_text(encoding="utf-8"))
     settings = SFTSettings(**meta["settings"])  # the arm's own, or the best trial's after a search

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tunewise.arms.context import ArmContext
-from tunewise.store.atomic import atomic_write_text
 from tunewise.arms.remote import RemoteArm
 from tunewise.schema import Example, Prediction
+from tunewise.store.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from tunewise.arms.finetune import FinetuneArm
@@ -84,8 +84,9 @@ def _start(arm: FinetuneArm, ctx: ArmContext, client: Any, train: list[Example],
     files = {}
     for split, examples in (("train", train), ("validation", val)):
         if examples:
-            uploaded = _call(arm, f"upload the {split} split", lambda: client.files.create(
-                file=(f"{arm.name}-{split}.jsonl", chat_jsonl(examples)), purpose="fine-tune"))
+            content = (f"{arm.name}-{split}.jsonl", chat_jsonl(examples))
+            uploaded = _call(arm, f"upload the {split} split",
+                             lambda content=content: client.files.create(file=content, purpose="fine-tune"))
             files[split] = uploaded.id
             ctx.log(f"{arm.name}: uploaded {len(examples)} {split} examples as {uploaded.id}")
     hyper: dict[str, Any] = {"n_epochs": arm.training.epochs, "batch_size": arm.training.batch_size,

@@ -97,7 +97,8 @@ def load_tasks(arm: FinetuneArm, ctx: ArmContext) -> list[TaskData]:
         assert split is not None  # the experiment fills it in when it validates
         folder = ctx.run_dir / "splits" / f"{arm.name}{suffix(extra.name)}"
 
-        def freeze(extra: ExtraTask = extra, field: str = field, folder: Path = folder) -> dict[str, list[Example]]:
+        def freeze(extra: ExtraTask = extra, field: str = field, folder: Path = folder,
+                   split: Any = split) -> dict[str, list[Example]]:
             data = read_data(task_data_path(extra), extra.data, field)
             _check_fit(extra, data.examples, arm.name)
             return frozen_split(folder, data.examples, split)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tunewise.arms.context import ArmContext
-from tunewise.store.answer_cache import cache_key
 from tunewise.schema import Example, Prediction
+from tunewise.store.answer_cache import cache_key
 
 Messages = list[dict[str, str]]
 

@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,10 +21,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err = Console(stderr=True)
 
-TaskOpt = Annotated[Optional[str], typer.Option("--task", help="classify | extract | generate (default: inferred)")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Tokenizer/model: local folder or hub id (default: bundled SmolLM2)")]
-MapOpt = Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping ROLE=COLUMN, e.g. --map input=body --map output=category")]
-FormatOpt = Annotated[Optional[str], typer.Option("--format", help="jsonl | json | csv | parquet (default: from the extension)")]
+TaskOpt = Annotated[str | None, typer.Option("--task", help="classify | extract | generate (default: inferred)")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Tokenizer/model: local folder or hub id (default: bundled SmolLM2)")]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="Column mapping ROLE=COLUMN, e.g. --map input=body --map output=category")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="jsonl | json | csv | parquet (default: from the extension)")]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run folders and the registry live")]
 MaxLineOpt = Annotated[int, typer.Option("--max-line-bytes", min=1, max=2**31 - 1,
                                          help="JSONL lines and CSV fields longer than this are errors")]
@@ -70,7 +70,7 @@ def check(
     task: TaskOpt = None,
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    fix: Annotated[Optional[Path], typer.Option("--fix", help="Write a cleaned copy to this path (JSONL)")] = None,
+    fix: Annotated[Path | None, typer.Option("--fix", help="Write a cleaned copy to this path (JSONL)")] = None,
     redact_pii: Annotated[bool, typer.Option("--redact-pii", help="With --fix: replace personal data and secrets")] = False,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
@@ -117,12 +117,12 @@ def check(
 def advise(
     data: Annotated[Path, typer.Argument(help="Data file to judge")],
     task: TaskOpt = None,
-    volume: Annotated[Optional[int], typer.Option("--volume", min=0, help="Expected requests per day")] = None,
+    volume: Annotated[int | None, typer.Option("--volume", min=0, help="Expected requests per day")] = None,
     privacy: Annotated[bool, typer.Option("--privacy", help="The data may not leave your machines")] = False,
-    change_rate: Annotated[Optional[str], typer.Option("--change-rate", help="How often labels/instructions change: low | medium | high")] = None,
-    latency_ms: Annotated[Optional[float], typer.Option("--latency-ms", min=0, help="Latency each request must meet")] = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", min=0, help="Training budget in USD")] = None,
-    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Your own model catalog YAML (default: the shipped one)")] = None,
+    change_rate: Annotated[str | None, typer.Option("--change-rate", help="How often labels/instructions change: low | medium | high")] = None,
+    latency_ms: Annotated[float | None, typer.Option("--latency-ms", min=0, help="Latency each request must meet")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", min=0, help="Training budget in USD")] = None,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="Your own model catalog YAML (default: the shipped one)")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs assumed by the estimates")] = 3,
     cpu_price: Annotated[float, typer.Option("--cpu-usd-per-hour", min=0, help="Hourly price of a CPU machine")] = 0.10,
     gpu_price: Annotated[float, typer.Option("--gpu-usd-per-hour", min=0, help="Hourly price of one GPU")] = 2.50,
@@ -133,12 +133,12 @@ def advise(
     mapping: MapOpt = None,
 ) -> None:
     """Before any compute: is this data (and your situation) ready for fine-tuning? Checklist and candidate models."""
+    from tunewise.advise.catalog import CatalogError, load_catalog
     from tunewise.advise.readiness import Requirements
     from tunewise.advise.readiness import advise as make_advice
     from tunewise.cli.advise_view import render_advice
     from tunewise.data.check_report import check_file
     from tunewise.data.checks import CheckOptions
-    from tunewise.advise.catalog import CatalogError, load_catalog
 
     _existing(data)
     if change_rate is not None and change_rate not in ("low", "medium", "high"):
@@ -168,7 +168,7 @@ def split(
     val: Annotated[float, typer.Option(help="Validation fraction")] = 0.1,
     test: Annotated[float, typer.Option(help="Test fraction")] = 0.2,
     no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Do not balance labels across splits")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of a new run folder")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of a new run folder")] = None,
     force: Annotated[bool, typer.Option("--force", help="With --out: replace a split already there")] = False,
     runs_dir: RunsOpt = Path("runs"),
     fmt: FormatOpt = None,
@@ -177,8 +177,8 @@ def split(
     """Deterministic stratified train/val/test split; duplicates and near duplicates never cross splits."""
     from tunewise.data.split import SplitError
     from tunewise.data.split_view import render_split
-    from tunewise.store.runs import RunError
     from tunewise.pipeline.split_file import split_file
+    from tunewise.store.runs import RunError
 
     _existing(data)
     try:
@@ -286,8 +286,8 @@ def init(
     """Write a commented example experiment to edit."""
     from importlib.resources import files
 
-    from tunewise.store.atomic import atomic_write_text
     from tunewise.config import dump_schema_doc
+    from tunewise.store.atomic import atomic_write_text
 
     if explain:
         console.print(dump_schema_doc(), markup=False, highlight=False)
@@ -304,15 +304,11 @@ def init(
 @app.command()
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see `tunewise init`)")],
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set arms.0.k=5")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder (skips finished work)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a field: --set arms.0.k=5")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder (skips finished work)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore and do not fill the answer cache")] = False,
 ) -> None:
     """Run every arm of an experiment on one frozen split and print per-arm quality."""
-    from tunewise.config import ConfigError, load_experiment
-    from tunewise.pipeline.experiment import ExperimentError, rich_progress, run_experiment
-    from tunewise.cli.experiment_view import render_result
-    from tunewise.store.runs import RunError
 
     _run(experiment, overrides, resume, no_cache, only_finetune=False, arms=None)
 
@@ -320,9 +316,9 @@ def run(
 @app.command()
 def train(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML with `type: finetune` arms")],
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set arms.0.training.epochs=2")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run folder from its last complete checkpoint")] = None,
-    arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Train only this finetune arm (repeatable)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a field: --set arms.0.training.epochs=2")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder from its last complete checkpoint")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Train only this finetune arm (repeatable)")] = None,
 ) -> None:
     """Fine-tune the experiment's `finetune` arms on the frozen split and score them on the test split.
 
@@ -335,14 +331,14 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
          arms: list[str] | None) -> None:
     """`run` and `train`. Under torchrun / accelerate launch every process runs this; process 0 prints, writes
     and evaluates, the others train quietly and exit 0 (see tunewise.train.ranks)."""
-    from tunewise.arms.context import no_progress
     from tunewise.arms import registry
     from tunewise.arms.base import TrainingInterrupted
+    from tunewise.arms.context import no_progress
+    from tunewise.cli.experiment_view import render_result
     from tunewise.config import ConfigError, load_experiment
     from tunewise.pipeline.experiment import ExperimentError, rich_progress, run_experiment
-    from tunewise.cli.experiment_view import render_result
-    from tunewise.train.ranks import RankError, launched, start
     from tunewise.store.runs import RunError
+    from tunewise.train.ranks import RankError, launched, start
 
     _existing(path)
     ranks = launched()
@@ -386,8 +382,8 @@ def report(
     No model work: predictions, the frozen split and the manifest are all it reads, so a training or
     robustness record added later joins the report.
     """
-    from tunewise.evaluate.evidence import EvidenceError, results_from_run
     from tunewise.cli.experiment_view import render_verdict
+    from tunewise.evaluate.evidence import EvidenceError, results_from_run
     from tunewise.report import write_report
     from tunewise.store.runs import RunError
 
@@ -406,7 +402,7 @@ def report(
 @app.command()
 def demo(
     runs_dir: RunsOpt = Path("runs"),
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field of examples/bbc-news.yaml")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a field of examples/bbc-news.yaml")] = None,
 ) -> None:
     """The main job on the bundled defaults: check the BBC News data, then the head-to-head on it."""
     from tunewise.config import ConfigError
@@ -421,24 +417,24 @@ def demo(
 
 @app.command()
 def serve(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="Run folder whose arm to serve")] = None,
-    arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Arm of the run (repeatable; default: the winner)")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Without a run: a local model folder or smollm2")] = None,
-    adapters: Annotated[Optional[Path], typer.Option("--adapters", help="Without a run: a folder of LoRA adapter folders")] = None,
+    run_dir: Annotated[Path | None, typer.Argument(help="Run folder whose arm to serve")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm of the run (repeatable; default: the winner)")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Without a run: a local model folder or smollm2")] = None,
+    adapters: Annotated[Path | None, typer.Option("--adapters", help="Without a run: a folder of LoRA adapter folders")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one)")] = 8000,
-    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="Accepted API keys, one per line (also: $TUNEWISE_API_KEYS)")] = None,
+    api_key_file: Annotated[Path | None, typer.Option("--api-key-file", help="Accepted API keys, one per line (also: $TUNEWISE_API_KEYS)")] = None,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Requests admitted at once; more get 429")] = 256,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Requests per batched model call")] = 16,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits to fill")] = 10.0,
     timeout_s: Annotated[float, typer.Option("--timeout", help="Per-request time limit (504 after)")] = 120.0,
     cache_size: Annotated[int, typer.Option("--cache-size", help="Exact-match answer cache entries (0: off)")] = 4096,
     semantic_cache: Annotated[bool, typer.Option("--semantic-cache", help="Also reuse answers to near-identical questions")] = False,
-    capture: Annotated[Optional[Path], typer.Option("--capture", help="Append answered chats to this JSONL (training format)")] = None,
+    capture: Annotated[Path | None, typer.Option("--capture", help="Append answered chats to this JSONL (training format)")] = None,
     capture_pii: Annotated[str, typer.Option("--capture-pii", help="redact | skip captured records with personal data")] = "redact",
     public_metrics: Annotated[bool, typer.Option("--public-metrics", help="Serve /metrics without an API key")] = False,
     precision: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16")] = "auto",
-    state_dir: Annotated[Optional[Path], typer.Option("--state-dir", help="Folder for uploads, fine-tuning jobs and their models; turns on /v1/files and /v1/fine_tuning/jobs")] = None,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Folder for uploads, fine-tuning jobs and their models; turns on /v1/files and /v1/fine_tuning/jobs")] = None,
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", help="Largest file POST /v1/files accepts")] = 64_000_000,
 ) -> None:
     """Serve a run's arm (or a model, or LoRA adapters) behind an OpenAI-compatible API."""

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunewise.store.atomic import atomic_open
 from tunewise.data import privacy
 from tunewise.data.check_report import CheckReport
 from tunewise.data.checks import CheckOptions
 from tunewise.data.readers import BOM, RawRecord, parse_json_line
 from tunewise.data.shapes import INVISIBLE, to_example
+from tunewise.store.atomic import atomic_open
 
 DEDUPED = {"duplicate_example", "near_duplicate"}
 

@@ -79,8 +79,25 @@ class _NewerTokenDetector:
 @lru_cache(maxsize=1)
 def _secret_plugins() -> list[Any]:
     from detect_secrets.plugins import (
-        artifactory, aws, azure_storage_key, basic_auth, discord, github_token, gitlab_token, jwt, mailchimp, npm,
-        openai, private_key, pypi_token, sendgrid, slack, square_oauth, stripe, telegram_token, twilio,
+        artifactory,
+        aws,
+        azure_storage_key,
+        basic_auth,
+        discord,
+        github_token,
+        gitlab_token,
+        jwt,
+        mailchimp,
+        npm,
+        openai,
+        private_key,
+        pypi_token,
+        sendgrid,
+        slack,
+        square_oauth,
+        stripe,
+        telegram_token,
+        twilio,
     )
 
     return [

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

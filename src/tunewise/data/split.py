@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tunewise.store.atomic import atomic_open, atomic_write_text
 from tunewise.data.textnorm import normalise
 from tunewise.schema import Example
+from tunewise.store.atomic import atomic_open, atomic_write_text
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 # Past this many distinct labels the "labels" are free text (generation): counting them says nothing.

@@ -23,9 +23,9 @@ from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
 from tunewise.evaluate.slices import slice_report
 from tunewise.evaluate.stats import compare, intervals, resample_weights
+from tunewise.evaluate.verdict import Candidate, decide
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
-from tunewise.evaluate.verdict import Candidate, decide
 
 SCHEMA_VERSION = 1
 

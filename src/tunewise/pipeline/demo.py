@@ -16,11 +16,11 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from tunewise import assets
+from tunewise.cli.experiment_view import render_result
+from tunewise.config import load_experiment
 from tunewise.data.check_report import check_file
 from tunewise.data.check_view import render_check
-from tunewise.config import load_experiment
 from tunewise.pipeline.experiment import rich_progress, run_experiment
-from tunewise.cli.experiment_view import render_result
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bbc-news.yaml"
 

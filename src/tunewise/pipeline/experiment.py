@@ -17,19 +17,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.arms import registry
 from tunewise.arms.base import TrainingInterrupted
+from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.config import Experiment
 from tunewise.data.split import stratified_subset
-from tunewise.pipeline.inputs import ExperimentError, frozen_split, read_data, resolve_data_path
 from tunewise.evaluate.evidence import build_results, metrics_summary
-from tunewise.store.answer_cache import PredictionCache
-from tunewise.train.ranks import RankError, Ranks, decided_by_main, launched
+from tunewise.pipeline.inputs import ExperimentError, frozen_split, read_data, resolve_data_path
 from tunewise.report import write_report
+from tunewise.schema import Prediction
+from tunewise.store.answer_cache import PredictionCache
 from tunewise.store.runs import Run, create_run, open_run
-from tunewise.schema import Example, Prediction
 from tunewise.tasks import make_task
+from tunewise.train.ranks import RankError, Ranks, decided_by_main, launched
 
 
 @dataclass
@@ -165,7 +165,14 @@ def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Pr
 @contextmanager
 def rich_progress(console: Any) -> Iterator[ProgressFactory]:
     """One Rich progress bar per arm with count and ETA."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())

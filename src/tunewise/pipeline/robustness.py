@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.arms.context import ArmContext, ProgressFactory
-from tunewise.store.atomic import atomic_write_text
-from tunewise.settings import PerturbationConfig, RobustnessConfig
 from tunewise.evaluate.metrics import arm_metrics
 from tunewise.evaluate.robustness import Perturbation, perturb
 from tunewise.schema import Example, Prediction
+from tunewise.settings import PerturbationConfig, RobustnessConfig
+from tunewise.store.atomic import atomic_write_text
 
 RunArm = Callable[[Any, ArmContext, dict[str, list[Prediction]]], list[Prediction]]
 FILE = "robustness.json"

@@ -66,7 +66,7 @@ def cost_vs_quality(results: Mapping[str, Any]) -> str | None:
             ax.scatter([x], [y], color=_colour(name, results), zorder=3)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4))
         frontier, best = [], float("-inf")
-        for name, (x, y) in sorted(points.items(), key=lambda item: (item[1][0], -item[1][1])):
+        for _name, (x, y) in sorted(points.items(), key=lambda item: (item[1][0], -item[1][1])):
             if y > best:
                 frontier.append((x, y))
                 best = y

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunewise.schema import Example, Message
-from tunewise.serve.adapters import (ARM_FILE, AdapterError, AdapterSpec, check_folder, discover, read_adapter,
-                                     read_json)
+from tunewise.serve.adapters import ARM_FILE, AdapterError, AdapterSpec, check_folder, discover, read_adapter, read_json
 
 Messages = list[dict[str, str]]
 

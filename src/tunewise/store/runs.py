@@ -23,8 +23,8 @@ import secrets
 import shlex
 import sqlite3
 import subprocess
-import time
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunewise.tasks.jsontext import json_objects
 from tunewise.schema import Example
+from tunewise.tasks.jsontext import json_objects
 from tunewise.tasks.prompting import chat_prompt, shorten
 
 
