@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tunewise
+
+HEAVY = {"torch", "sklearn", "scipy", "transformers", "numpy"}
 
 PACKAGE = Path(tunewise.__file__).parent
 
@@ -115,10 +119,11 @@ def test_the_package_has_no_import_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
-def test_config_imports_no_torch_sklearn_or_scipy() -> None:
-    code = ("import json, sys, tunewise.config; "
+@pytest.mark.parametrize("module", ["tunewise.config", "tunewise.cli.app"])
+def test_config_and_cli_import_no_torch_sklearn_or_scipy(module: str) -> None:
+    """The config (and the CLI that loads it) stays light: config errors and `init --explain` are instant."""
+    code = (f"import json, sys, {module}; "
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True).stdout))
-    assert not loaded & {"torch", "sklearn", "scipy", "transformers", "numpy"}, loaded & {"torch", "sklearn", "scipy",
-                                                                                        "transformers", "numpy"}
+    assert not loaded & HEAVY, loaded & HEAVY

@@ -44,6 +44,9 @@ class ArmContext:
     task_config: dict[str, Any] = field(default_factory=dict)
     # predictions of the arms that have run so far, by arm name (an ensemble votes over them)
     finished: dict[str, list[Prediction]] = field(default_factory=dict)
+    # the experiment's evaluation settings, for arms that score more than the head-to-head (multi-task)
+    bootstrap_resamples: int = 1000
+    alpha: float = 0.05
     # "~typos-0.05" when the arms run on a perturbed copy of the test subset: their predictions go to
     # predictions/<arm>~typos-0.05.jsonl, beside (never over) the clean ones, and resume like them.
     store_suffix: str = ""

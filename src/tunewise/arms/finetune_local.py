@@ -16,6 +16,7 @@ records (tunewise.train.ranks). This module is glue: training lives in train/.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -279,8 +280,8 @@ def _train(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val: list[Ex
            name: str, init_from: Path | None) -> Any:
     from tunewise.train.sft import train_sft
 
-    batches = -(-len(train) // (settings.batch_size * ctx.ranks.world))  # each process takes its share
-    steps = settings.max_steps or settings.epochs * -(-batches // settings.gradient_accumulation)
+    batches = math.ceil(len(train) / (settings.batch_size * ctx.ranks.world))  # each process takes its share
+    steps = settings.max_steps or settings.epochs * math.ceil(batches / settings.gradient_accumulation)
     with _step_progress(ctx, f"{name} (train)", steps) as progress:
         result = train_sft(train, val, settings, _base(arm), ctx.run_dir / "checkpoints" / name, progress=progress,
                            log=ctx.log, init_from=init_from)
@@ -347,7 +348,7 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
     else:
         train = _subset(ctx.train, arm.max_train_examples, ctx)
         val = _subset(ctx.val, arm.max_val_examples, ctx)
-        steps = arm.head.epochs * -(-len(train) // arm.head.batch_size)
+        steps = arm.head.epochs * math.ceil(len(train) / arm.head.batch_size)
         with _step_progress(ctx, f"{arm.name} (train)", steps) as progress:
             model = train_classifier(train, val, arm.head, ctx.run_dir / "checkpoints" / arm.name, progress=progress)
         if model.info is not None and model.info.interrupted:

@@ -14,6 +14,7 @@ model is reused. Endpoint failures end the arm with a message that names the end
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -109,7 +110,7 @@ def _follow(arm: FinetuneArm, ctx: ArmContext, client: Any, record: dict[str, An
     assert remote is not None
     job_id = record["job_id"]
     seen: set[str] = set()
-    estimate = arm.training.epochs * -(-record["train_examples"] // arm.training.batch_size)
+    estimate = arm.training.epochs * math.ceil(record["train_examples"] / arm.training.batch_size)
     deadline = time.monotonic() + remote.job_timeout_s
     done = 0
     with ctx.progress(f"{arm.name} (remote train)", estimate) as advance:

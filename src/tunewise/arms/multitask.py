@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from tunewise.arms.finetune import ExtraTask, FinetuneArm
 
 Messages = list[dict[str, str]]
-CONFIDENCE_RESAMPLES = 1000
 
 
 class MultitaskError(ValueError):
@@ -179,7 +178,7 @@ def evaluate_tasks(arm: FinetuneArm, ctx: ArmContext, tasks: list[TaskData], mod
     """
     from tunewise.arms.prompted import model_backend, run_prompted
 
-    rows = [_scored(ctx.task, own, ctx.seed) | {"name": "(experiment task)", "type": ctx.task.name,
+    rows = [_scored(ctx.task, own, ctx) | {"name": "(experiment task)", "type": ctx.task.name,
                                                  "prefix": arm.prefix, "train_examples": None, "leaks_dropped": 0,
                                                  "predictions": f"predictions/{arm.name}.jsonl"}]
     for data in tasks:
@@ -187,7 +186,7 @@ def evaluate_tasks(arm: FinetuneArm, ctx: ArmContext, tasks: list[TaskData], mod
         copy = replace(ctx, task=data.task, train=data.train, val=data.val, test=data.test, store_suffix="")
         backend = model_backend(str(model_folder), arm.precision, arm.batch_size, copy, data.config.task.max_new_tokens)
         predictions = run_prompted(name, copy, prompt(data.task, arm.prompt, data.config.prefix), backend)
-        rows.append(_scored(data.task, predictions, ctx.seed) | {
+        rows.append(_scored(data.task, predictions, ctx) | {
             "name": data.config.name, "type": data.task.name, "prefix": data.config.prefix,
             "weight": data.config.weight, "train_examples": len(data.train), "val_examples": len(data.val),
             "leaks_dropped": data.leaks_dropped, "predictions": f"predictions/{name}.jsonl"})
@@ -195,13 +194,15 @@ def evaluate_tasks(arm: FinetuneArm, ctx: ArmContext, tasks: list[TaskData], mod
     return rows
 
 
-def _scored(task: Task, predictions: list[Prediction], seed: int) -> dict[str, Any]:
-    """The task's headline metric with a seeded percentile-bootstrap interval, and its other metrics."""
+def _scored(task: Task, predictions: list[Prediction], ctx: ArmContext) -> dict[str, Any]:
+    """The task's headline metric with a seeded percentile-bootstrap interval (the experiment's resamples and
+    confidence, as for every arm), and its other metrics."""
     from tunewise.evaluate.metrics import arm_metrics, families
     from tunewise.evaluate.stats import intervals, resample_weights
 
     metric = "accuracy" if task.labels else "score"
     if not predictions:
         return {"metric": metric, "value": None, "low": None, "high": None, "n": 0, "summary": {}}
-    cis = intervals(families(predictions, task), resample_weights(len(predictions), CONFIDENCE_RESAMPLES, seed), 0.95)
+    cis = intervals(families(predictions, task), resample_weights(len(predictions), ctx.bootstrap_resamples, ctx.seed),
+                    1 - ctx.alpha)
     return {"metric": metric, **cis[metric], "n": len(predictions), "summary": arm_metrics(predictions, task)}

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,15 +39,6 @@ CHUNK_BATCHES = 8
 
 class RetrievalError(ValueError):
     """An index cannot be built or searched as asked; the message says why and what to do."""
-
-
-class Index(Protocol):
-    """What a retrieval arm needs from any index."""
-
-    def __len__(self) -> int: ...
-
-    def search(self, queries: Sequence[str], k: int,
-               exclude: Sequence[set[int]] | None = None) -> list[list[int]]: ...
 
 
 def _corpus(texts: Sequence[str], kind: str) -> list[str]:

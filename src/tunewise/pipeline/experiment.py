@@ -113,7 +113,9 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         ctx = ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
                          cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"],
                          ranks=ranks, max_new_tokens=experiment.task.max_new_tokens,
-                         task_config=experiment.task.model_dump(mode="json"), finished=done)
+                         task_config=experiment.task.model_dump(mode="json"), finished=done,
+                         bootstrap_resamples=experiment.evaluation.bootstrap_resamples,
+                         alpha=experiment.evaluation.alpha)
         for arm in _order(experiment.arms):
             try:
                 done[arm.name] = registry.run(arm, ctx)

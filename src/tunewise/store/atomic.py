@@ -6,6 +6,7 @@ nothing about what is written.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -15,8 +16,17 @@ from pathlib import Path
 from typing import IO
 
 
+@functools.cache
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read once. Linux reports it in /proc without changing it; elsewhere it is set and
+    restored once, at the first write, so no other thread can create a file under a zero umask later."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

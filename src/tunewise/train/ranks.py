@@ -81,11 +81,3 @@ def decided_by_main(ranks: Ranks, decide: Callable[[], T]) -> T:
     if kind == "error":
         raise RankError(f"process 0 failed: {value}")
     return value  # type: ignore[return-value]
-
-
-def wait_for_all(ranks: Ranks) -> None:
-    """A barrier: no process continues until every process reached this point."""
-    if ranks.distributed:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
