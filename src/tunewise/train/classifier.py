@@ -8,18 +8,19 @@ gradient clipping, evaluation every epoch on the validation split with macro-F1,
 best epoch (not the last) kept. The per-epoch train and validation losses are returned so a later stage can
 warn about a train/validation gap.
 
-This module knows nothing about run folders, arms or reports: it takes examples and a folder for
-checkpoints and returns a model that can predict, save and load itself.
+The batch order, checkpoint sealing, SIGTERM handling, clock, progress and history come from the shared
+Trainer scaffold (`scaffold.py`); what is the classifier's own is the model head, its metrics, its settings
+and the saved format. This module knows nothing about run folders, arms or reports: it takes examples and a
+folder for checkpoints and returns a model that can predict, save and load itself.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,15 +29,12 @@ from tunewise.store.atomic import atomic_dir
 from tunewise.models.precision import Precision, choose_precision, resolve_device
 from tunewise.schema import Example
 from tunewise.train import checkpoints
+from tunewise.train.scaffold import ProgressCallback, fit, fold_log, trainer_base, training_arguments
 from tunewise.train.sft_data import LengthGroupedBatches
-from tunewise.train.trainer_safety import ordered_loader, seal_checkpoint, sigterm_flag, stop_on_sigterm
 from tunewise.train.settings import ClassifierConfig
 
 MARKER = "tunewise-classifier.json"
 FORMAT_VERSION = 1
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as `progress(done_steps, total_steps)` after every optimizer step."""
 
 
 class ClassifierError(ValueError):
@@ -135,21 +133,15 @@ def _metrics(prediction: Any) -> dict[str, float]:
             "accuracy": float(accuracy_score(gold, predicted))}
 
 
+_LOGGED = {"loss": "train_loss", "eval_loss": "val_loss", "eval_macro_f1": "val_macro_f1",
+           "eval_accuracy": "val_accuracy"}
+
+
 def _history(log_history: list[dict[str, Any]]) -> list[EpochRecord]:
     """Fold the Trainer's log lines (one train line and one eval line per epoch) into one record per epoch."""
-    epochs: dict[int, dict[str, float]] = {}
-    for line in log_history:
-        if "epoch" not in line:
-            continue
-        row = epochs.setdefault(round(line["epoch"]), {})
-        if "loss" in line:
-            row["train_loss"] = line["loss"]
-        for key in ("loss", "macro_f1", "accuracy"):
-            if f"eval_{key}" in line:
-                row[f"val_{key}"] = line[f"eval_{key}"]
-    return [EpochRecord(epoch, row.get("train_loss"), row.get("val_loss"), row.get("val_macro_f1"),
-                        row.get("val_accuracy"))
-            for epoch, row in sorted(epochs.items()) if epoch > 0]
+    rows = fold_log(log_history, by="epoch", fields=_LOGGED)
+    return [EpochRecord(row.at, row.values.get("train_loss"), row.values.get("val_loss"),
+                        row.values.get("val_macro_f1"), row.values.get("val_accuracy")) for row in rows if row.at > 0]
 
 
 def _best_epoch(history: list[EpochRecord], metric: str) -> tuple[int, float]:
@@ -159,53 +151,6 @@ def _best_epoch(history: list[EpochRecord], metric: str) -> tuple[int, float]:
     scored = [(r.epoch, getattr(r, key)) for r in history if getattr(r, key) is not None]
     sign = 1 if metric == "macro_f1" else -1
     return max(scored, key=lambda pair: (sign * pair[1], -pair[0]), default=(0, float("nan")))
-
-
-def _trainer_class() -> type:
-    from torch.utils.data import DataLoader
-    from transformers import Trainer
-
-    class ClassifierTrainer(Trainer):
-        """Trainer with our length-grouped batch order and checkpoints that count only once marked complete,
-        rotated by us (the best kept).
-
-        The order is `LengthGroupedBatches`, a pure function of (seed, epoch): transformers' own
-        group-by-length sampler draws its shuffle from the global RNG at the start of each epoch, so a run
-        resumed mid-epoch would see other batches than an uninterrupted one.
-        """
-
-        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, seconds_before: float,
-                     **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._batches = batches
-            self._keep_last = keep_last
-            self._seconds_before = seconds_before
-            self._started = time.perf_counter()
-
-        def get_train_dataloader(self) -> DataLoader:
-            return ordered_loader(self, self._batches)
-
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            super()._save_checkpoint(model, trial)
-            spent = self._seconds_before + time.perf_counter() - self._started
-            seal_checkpoint(self, self._keep_last, train_seconds=round(spent, 3))
-
-    return ClassifierTrainer
-
-
-class _Progress:
-    """Adapts a `progress(done, total)` callback to the Trainer's callback protocol (built lazily: the
-    transformers import is heavy)."""
-
-    @staticmethod
-    def callback(progress: ProgressCallback) -> Any:
-        from transformers import TrainerCallback
-
-        class Callback(TrainerCallback):
-            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                progress(state.global_step, state.max_steps)
-
-        return Callback()
 
 
 def train_classifier(train: Sequence[Example], val: Sequence[Example], config: ClassifierConfig,
@@ -224,7 +169,7 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
     if problems := _label_problems(train, val):
         raise ClassifierError("Cannot train a classifier:\n- " + "\n- ".join(problems))
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              EarlyStoppingCallback, TrainingArguments, set_seed)
+                              EarlyStoppingCallback, set_seed)
 
     from tunewise.assets import resolve_model
 
@@ -249,11 +194,10 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
 
-    higher_is_better = config.early_stopping_metric == "macro_f1"
     root = Path(output_dir) / "checkpoints"
     start = checkpoints.latest(root) if resume else None
-    args = TrainingArguments(
-        output_dir=str(root),
+    args = training_arguments(
+        root, precision=precision, device=device, seed=config.seed,
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
@@ -266,44 +210,20 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
         logging_strategy="epoch",  # the train loss logged is then the epoch's mean, comparable to val loss
         load_best_model_at_end=True,
         metric_for_best_model=config.early_stopping_metric,
-        greater_is_better=higher_is_better,
-        save_total_limit=None,  # ClassifierTrainer rotates itself, unmarking before deleting
-        bf16=precision.dtype == torch.bfloat16,
-        fp16=precision.dtype == torch.float16,
-        use_cpu=device.type == "cpu",  # bf16 on a CPU is refused by TrainingArguments unless this is said
-        seed=config.seed,
-        data_seed=config.seed,
-        dataloader_num_workers=0,  # tokenized tensors are already in memory; workers would only copy them
+        greater_is_better=config.early_stopping_metric == "macro_f1",
         report_to="none",
-        disable_tqdm=True,
     )
-    before = checkpoints.recorded_seconds(start)
-    with sigterm_flag() as stop:
-        callbacks: list[Any] = [EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience),
-                                stop_on_sigterm(stop)]
-        if progress is not None:
-            callbacks.append(_Progress.callback(progress))
-        encoded = _Encoded(tokenizer, train, label2id, config.max_length)
-        trainer = _trainer_class()(
-            model=model, args=args,
-            train_dataset=encoded,
-            eval_dataset=_Encoded(tokenizer, val, label2id, config.max_length),
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=_metrics,
-            callbacks=callbacks,
-            batches=LengthGroupedBatches([len(row["input_ids"]) for row in encoded.rows], config.batch_size,
-                                         seed=config.seed),
-            keep_last=config.save_total_limit,
-            seconds_before=before,
-        )
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
-        started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
-        seconds = before + time.perf_counter() - started
-        interrupted = stop.is_set()
+    encoded = _Encoded(tokenizer, train, label2id, config.max_length)
+    fitted = fit(trainer_base(), start=start, progress=progress,
+                 callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)],
+                 model=model, args=args, train_dataset=encoded,
+                 eval_dataset=_Encoded(tokenizer, val, label2id, config.max_length),
+                 data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                 compute_metrics=_metrics,
+                 batches=LengthGroupedBatches([len(row["input_ids"]) for row in encoded.rows], config.batch_size,
+                                              seed=config.seed),
+                 keep_last=config.save_total_limit)
+    trainer, seconds, interrupted = fitted.trainer, fitted.seconds, fitted.interrupted
 
     history = _history(trainer.state.log_history)
     best_epoch, best_metric = _best_epoch(history, config.early_stopping_metric)

@@ -11,21 +11,23 @@ What this adds to a plain `Trainer(...)` call is what the recurring failures of 
     and a warning when validation loss runs away from training loss;
   - bf16 autocast only where the hardware multiplies bf16 natively (`models/precision.py`).
 
-This module knows nothing about tasks, arms or run folders: it takes chat `Example`s and a folder to work in
-and returns a trained model it can export. Under `accelerate launch` / `torchrun` the same call trains with
-DDP (the Trainer shards our batches across processes); only process 0 writes.
+The batch order, checkpoint sealing, SIGTERM handling, clock, progress and history come from the shared
+Trainer scaffold (`scaffold.py`); what is SFT's own is the loss on trained positions, the model (LoRA or
+full), its settings and the export. This module knows nothing about tasks, arms or run folders: it takes
+chat `Example`s and a folder to work in and returns a trained model it can export. Under `accelerate launch`
+/ `torchrun` the same call trains with DDP (the Trainer shards our batches across processes); only process
+0 writes.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -34,13 +36,10 @@ from tunewise.models.precision import Precision, choose_precision, resolve_devic
 from tunewise.train.ranks import launched
 from tunewise.schema import Example
 from tunewise.train import checkpoints
+from tunewise.train.scaffold import ProgressCallback, fit, fold_log, trainer_base, training_arguments
 from tunewise.train.sft_data import IGNORE_INDEX, LengthGroupedBatches, TokenizedExample, collate
 from tunewise.train.token_cache import TokenCache
-from tunewise.train.trainer_safety import ordered_loader, seal_checkpoint, sigterm_flag, stop_on_sigterm
 from tunewise.train.settings import SFTSettings
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as `progress(done_steps, total_steps)` after every optimizer step."""
 
 ARM_MARKER = "tunewise-arm.json"
 
@@ -113,38 +112,6 @@ def _collator(pad_id: int) -> Callable[[list[TokenizedExample]], dict[str, torch
     return lambda batch: collate(batch, pad_id)
 
 
-@dataclass
-class _TrainingClock:
-    """Training seconds across interruptions: those recorded in the checkpoint resumed from, plus this run's.
-
-    Each checkpoint's completion marker records the total so far, so a resumed run reports what the whole
-    training cost (up to the last checkpoint before a kill -9; work after it is lost and not counted).
-    """
-
-    before: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
-
-    def restart(self) -> None:
-        self.started = time.perf_counter()
-
-    def total(self) -> float:
-        return self.before + time.perf_counter() - self.started
-
-
-# ------------------------------------------------------------------------------------------ signals
-
-
-def _callbacks(stop: threading.Event, progress: ProgressCallback | None) -> list[Any]:
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if progress is not None and state.is_world_process_zero:
-                progress(state.global_step, state.max_steps)
-
-    return [stop_on_sigterm(stop), Progress()]
-
-
 def trained_positions_loss(model: Any, inputs: dict[str, torch.Tensor],
                            num_items_in_batch: torch.Tensor | int | None = None) -> tuple[torch.Tensor, Any]:
     """Causal-LM cross-entropy computed only where some row of the batch has a trained next token.
@@ -166,18 +133,12 @@ def trained_positions_loss(model: Any, inputs: dict[str, torch.Tensor],
 
 
 def _trainer_class() -> type:
-    from torch.utils.data import DataLoader
-    from transformers import Trainer
+    class SFTTrainer(trainer_base()):  # type: ignore[misc]
+        """The scaffold's Trainer with the loss on trained positions only."""
 
-    class SFTTrainer(Trainer):
-        """Trainer with our length-grouped batch order and crash-safe, self-rotated checkpoints."""
-
-        def __init__(self, *args: Any, batches: LengthGroupedBatches, keep_last: int, clock: _TrainingClock,
-                     **kwargs: Any) -> None:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._batches = batches
-            self._keep_last = keep_last
-            self._clock = clock
+            self.model_accepts_loss_kwargs = True  # our compute_loss normalises by the accumulated token count
 
         def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                          num_items_in_batch: torch.Tensor | int | None = None) -> Any:
@@ -185,13 +146,6 @@ def _trainer_class() -> type:
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count was global
             return (loss, outputs) if return_outputs else loss
-
-        def get_train_dataloader(self) -> DataLoader:
-            return ordered_loader(self, self._batches)
-
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            super()._save_checkpoint(model, trial)
-            seal_checkpoint(self, self._keep_last, train_seconds=round(self._clock.total(), 3))
 
     return SFTTrainer
 
@@ -241,16 +195,8 @@ def _load_model(source: str, settings: SFTSettings, init_from: Path | None = Non
 
 
 def _history(log_history: list[dict[str, Any]]) -> list[LossPoint]:
-    points: dict[int, LossPoint] = {}
-    for line in log_history:
-        step = int(line.get("step", 0))
-        if "loss" in line:
-            old = points.get(step, LossPoint(step, float(line.get("epoch", 0))))
-            points[step] = LossPoint(step, old.epoch, float(line["loss"]), old.val_loss)
-        if "eval_loss" in line:
-            old = points.get(step, LossPoint(step, float(line.get("epoch", 0))))
-            points[step] = LossPoint(step, old.epoch, old.train_loss, float(line["eval_loss"]))
-    return [points[s] for s in sorted(points)]
+    rows = fold_log(log_history, by="step", fields={"loss": "train_loss", "eval_loss": "val_loss"})
+    return [LossPoint(row.at, row.epoch, row.values.get("train_loss"), row.values.get("val_loss")) for row in rows]
 
 
 def gap_warning(history: Sequence[LossPoint]) -> str | None:
@@ -335,6 +281,39 @@ def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
     return problems
 
 
+def _arguments(settings: SFTSettings, root: Path, precision: Precision, device: torch.device, *, evaluate: bool,
+               steps_per_epoch: int) -> Any:
+    """SFT's TrainingArguments: evaluate and save every epoch (or every `checkpoint_every_steps`), log about
+    ten times an epoch, keep the lowest validation loss."""
+    every = settings.checkpoint_every_steps
+    strategy = "steps" if every else "epoch"
+    return training_arguments(
+        root, precision=precision, device=device, seed=settings.seed,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        learning_rate=settings.lr,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        weight_decay=settings.weight_decay,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of total steps (transformers >= 5)
+        max_grad_norm=settings.max_grad_norm,
+        lr_scheduler_type="linear",
+        eval_strategy=strategy if evaluate else "no",
+        save_strategy=strategy,
+        eval_steps=every,
+        save_steps=every,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 10),
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="eval_loss" if evaluate else None,
+        greater_is_better=False if evaluate else None,
+        remove_unused_columns=False,  # our collator builds the tensors from TokenizedExample
+        report_to=list(settings.report_to) or "none",
+        ddp_find_unused_parameters=False,
+    )
+
+
 def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSettings, model: str,
               output_dir: Path, *, progress: ProgressCallback | None = None, resume: bool = True,
               log: Callable[[str], None] = lambda message: None, callbacks: Sequence[Any] = (),
@@ -351,7 +330,7 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     """
     if problems := _problems(train, val):
         raise SFTError("Cannot fine-tune:\n- " + "\n- ".join(problems))
-    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-save bars would tear through the caller's progress display
@@ -378,65 +357,19 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     root = Path(output_dir) / "checkpoints"
     start = checkpoints.latest(root) if resume else None
     evaluate = bool(val_items)
-    every = settings.checkpoint_every_steps
-    strategy = "steps" if every else "epoch"
     processes = launched().world  # torchrun / accelerate launch; 1 otherwise
     batches = LengthGroupedBatches([len(i) for i in train_items], settings.batch_size, seed=settings.seed,
                                    processes=processes)
     steps_per_epoch = math.ceil(len(batches) / processes / settings.gradient_accumulation)
-    args = TrainingArguments(
-        output_dir=str(root),
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps or -1,
-        learning_rate=settings.lr,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation,
-        weight_decay=settings.weight_decay,
-        warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of total steps (transformers >= 5)
-        max_grad_norm=settings.max_grad_norm,
-        lr_scheduler_type="linear",
-        eval_strategy=strategy if evaluate else "no",
-        save_strategy=strategy,
-        eval_steps=every,
-        save_steps=every,
-        logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 10),
-        load_best_model_at_end=evaluate,
-        metric_for_best_model="eval_loss" if evaluate else None,
-        greater_is_better=False if evaluate else None,
-        save_total_limit=None,  # SFTTrainer rotates itself, unmarking before deleting
-        bf16=precision.dtype == torch.bfloat16,
-        fp16=precision.dtype == torch.float16,
-        use_cpu=device.type == "cpu",
-        seed=settings.seed,
-        data_seed=settings.seed,
-        remove_unused_columns=False,  # our collator builds the tensors from TokenizedExample
-        dataloader_num_workers=0,
-        report_to=list(settings.report_to) or "none",
-        disable_tqdm=True,
-        ddp_find_unused_parameters=False,
-    )
-    clock = _TrainingClock(before=checkpoints.recorded_seconds(start))
-    with sigterm_flag() as stop:
-        hooks = _callbacks(stop, progress) + list(callbacks)
-        if evaluate:
-            hooks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
-        trainer = _trainer_class()(
-            model=net, args=args, train_dataset=_Tokenized(train_items),
-            eval_dataset=_Tokenized(val_items) if evaluate else None,
-            data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer, callbacks=hooks,
-            batches=batches, keep_last=settings.keep_checkpoints, clock=clock)
-        trainer.model_accepts_loss_kwargs = True  # our compute_loss normalises by the accumulated token count
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; progress goes through `progress`
-        if start is not None:
-            log(f"resuming from {start.name}")
-        clock.restart()
-        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
-        seconds = clock.total()
-        interrupted = stop.is_set()
+    args = _arguments(settings, root, precision, device, evaluate=evaluate, steps_per_epoch=steps_per_epoch)
+    early_stopping = ([EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience)]
+                      if evaluate else [])
+    fitted = fit(_trainer_class(), start=start, progress=progress, callbacks=[*callbacks, *early_stopping], log=log,
+                 model=net, args=args, train_dataset=_Tokenized(train_items),
+                 eval_dataset=_Tokenized(val_items) if evaluate else None,
+                 data_collator=_collator(tokenizer.pad_token_id), processing_class=tokenizer,
+                 batches=batches, keep_last=settings.keep_checkpoints)
+    trainer, seconds, interrupted = fitted.trainer, fitted.seconds, fitted.interrupted
 
     state = trainer.state
     history = _history(state.log_history)
