@@ -150,3 +150,9 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+# Written beside every exported fine-tuned model (LoRA adapter, merged or full model): the arm, its task, labels
+# and prompt variant, so the model can be served exactly as it was evaluated. One name for the writer
+# (train/sft.py) and every reader (arms/finetune_local.py, serve/).
+ARM_MARKER = "tunewise-arm.json"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunewise.arms.base import TrainingInterrupted
 from tunewise.arms.context import ArmContext
-from tunewise.schema import Example, Prediction
+from tunewise.schema import ARM_MARKER, Example, Prediction
 from tunewise.store.atomic import atomic_write_text
 from tunewise.tasks import Task
 
@@ -86,8 +86,6 @@ def remote_examples(arm: FinetuneArm, ctx: ArmContext) -> tuple[list[Example], l
 def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config: dict[str, Any]) -> list[Prediction]:
     from tunewise.arms import multitask
     from tunewise.train.ranks import decided_by_main
-    from tunewise.train.sft import ARM_MARKER
-
     folder = ctx.run_dir / "adapters" / arm.name
     record_path = ctx.run_dir / "training" / f"{arm.name}.json"
     tasks = multitask.load_tasks(arm, ctx) if arm.tasks and not ctx.store_suffix else []
@@ -211,8 +209,6 @@ def _progressive(arm: FinetuneArm, ctx: ArmContext, val: list[Example], max_new_
     Each stage has its own checkpoints and export (`<arm>~stage-<name>`), so an interrupted run resumes inside
     the stage it was in and never redoes a finished one. The last stage's model is the arm's model.
     """
-    from tunewise.train.sft import ARM_MARKER
-
     previous: Path | None = arm.init_from
     records = []
     for stage in arm.stages or []:
@@ -240,8 +236,6 @@ def _progressive(arm: FinetuneArm, ctx: ArmContext, val: list[Example], max_new_
 def _adopt(stage_folder: Path, folder: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """The last stage's export becomes the arm's (copied atomically, its marker naming the arm)."""
     from tunewise.store.atomic import atomic_dir
-    from tunewise.train.sft import ARM_MARKER
-
     meta = json.loads((stage_folder / ARM_MARKER).read_text(encoding="utf-8")) | extra
     with atomic_dir(folder) as tmp:
         shutil.copytree(stage_folder, tmp, dirs_exist_ok=True)
@@ -269,8 +263,8 @@ def _forgetting(arm: FinetuneArm, ctx: ArmContext, folder: Path) -> dict[str, An
 
 def _base(arm: FinetuneArm) -> str:
     """The model training starts from: the arm's model, or the base recorded beside an adapter to continue."""
-    if arm.init_from is not None and (arm.init_from / "tunewise-arm.json").is_file():
-        meta = json.loads((arm.init_from / "tunewise-arm.json").read_text(encoding="utf-8"))
+    if arm.init_from is not None and (arm.init_from / ARM_MARKER).is_file():
+        meta = json.loads((arm.init_from / ARM_MARKER).read_text(encoding="utf-8"))
         if (arm.init_from / "adapter_config.json").is_file():
             return str(meta.get("base_model") or arm.model)
     return arm.model or "smollm2"
@@ -309,8 +303,6 @@ def _learning_curve(arm: FinetuneArm, ctx: ArmContext, train: list[Example], val
     """Train on growing shares of the same training examples with the arm's settings; score each on the test
     split. Points live under `<arm>~lc<percent>` so each is resumable and cached like any arm."""
     from tunewise.train.settings import SFTSettings
-    from tunewise.train.sft import ARM_MARKER
-
     meta = json.loads((ctx.run_dir / "adapters" / arm.name / ARM_MARKER).read_text(encoding="utf-8"))
     settings = SFTSettings(**meta["settings"])  # the arm's own, or the best trial's after a search
     metric = "accuracy" if ctx.task.labels else "score"

@@ -41,8 +41,9 @@ def render_advice(advice: Advice, console: Console) -> None:
                                     "estimates, see below)"))
     for name in ("model", "kind", "params", "context", "licence", "train tokens", "CPU time", "GPU time", "cost",
                  "notes"):
+        # a model name stays on one line, so it can be read and copied into a config as it is
         candidates.add_column(name, justify="right" if name in ("params", "context", "train tokens") else "left",
-                              overflow="fold")
+                              overflow="fold", no_wrap=name == "model")
     for c in advice.candidates:
         params = "–" if c.parameters is None else f"{c.parameters / 1e6:,.0f}M"
         cost = _money(c.api_usd) if c.kind == "api" else f"CPU {_money(c.cpu_usd)} · GPU {_money(c.gpu_usd)}"

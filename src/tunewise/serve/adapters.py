@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ARM_FILE = "tunewise-arm.json"
+from tunewise.schema import ARM_MARKER
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@~-]*$")  # ~ for learning-curve points such as `ft~lc50`
 # Formats that unpickle (run code) on load.
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
@@ -98,13 +99,13 @@ def read_adapter(root: Path, folder: Path) -> AdapterSpec:
     if problems:
         raise AdapterError("refusing to serve adapter:\n  " + "\n  ".join(problems))
     config = read_json(folder / "adapter_config.json")
-    arm = read_json(folder / ARM_FILE) if (folder / ARM_FILE).is_file() else None
+    arm = read_json(folder / ARM_MARKER) if (folder / ARM_MARKER).is_file() else None
     if config.get("peft_type") not in (None, "LORA"):
         raise AdapterError(f"{folder / 'adapter_config.json'}: peft_type {config.get('peft_type')!r}; only LoRA "
                            "adapters are served. Fix: train a LoRA adapter.")
     base = (arm or {}).get("base_model") or config.get("base_model_name_or_path")
     if not base:
-        raise AdapterError(f"{folder}: no base model named (tunewise-arm.json base_model or adapter_config.json "
+        raise AdapterError(f"{folder}: no base model named ({ARM_MARKER} base_model or adapter_config.json "
                            "base_model_name_or_path). Fix: add one, or pass --model BASE.")
     return AdapterSpec(folder.name, folder, str(base), _content_sha256(folder), arm)
 

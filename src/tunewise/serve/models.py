@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tunewise.schema import Example, Message
-from tunewise.serve.adapters import ARM_FILE, AdapterError, AdapterSpec, check_folder, discover, read_adapter, read_json
+from tunewise.schema import ARM_MARKER, Example, Message
+from tunewise.serve.adapters import AdapterError, AdapterSpec, check_folder, discover, read_adapter, read_json
 
 Messages = list[dict[str, str]]
 
@@ -165,7 +165,7 @@ def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) 
     try:
         task_config = TaskConfig.model_validate(arm.get("task") or {})
     except ValidationError as err:
-        raise AdapterError(f"{folder / ARM_FILE}: task is invalid: {err}. Fix: re-run fine-tuning "
+        raise AdapterError(f"{folder / ARM_MARKER}: task is invalid: {err}. Fix: re-run fine-tuning "
                            "or correct the task object.") from None
     if arm.get("labels"):
         task_config = task_config.model_copy(update={"labels": list(arm["labels"])})
@@ -358,14 +358,14 @@ def _fine_tuned(loader: Loader, root: Path, name: str) -> ServedModel:
         return ServedModel(name, "classical", {"classifier": model_fingerprint(folder)}, "finetune", classical=head,
                            labels=head.labels, description=f"classifier head from {folder}",
                            extra={"arm": name, "type": "finetune", "method": "classifier"})
-    if (folder / ARM_FILE).is_file() and (folder / "config.json").is_file():
+    if (folder / ARM_MARKER).is_file() and (folder / "config.json").is_file():
         engine = loader.engine(str(folder))
         served = ServedModel(name, "lm", {"base": engine.fingerprint, "precision": engine.lm.precision.name},
                              "finetune", engine=engine, description=f"fully fine-tuned model {folder}")
-        _apply_finetune_arm(served, read_json(folder / ARM_FILE), folder)
+        _apply_finetune_arm(served, read_json(folder / ARM_MARKER), folder)
         return served
     raise ServeSetupError(f"{folder} is not a fine-tuned model tunewise can serve: no adapter_config.json (LoRA), "
-                          f"no {MARKER} (classifier head) and no {ARM_FILE} with config.json (full fine-tune). "
+                          f"no {MARKER} (classifier head) and no {ARM_MARKER} with config.json (full fine-tune). "
                           "Fix: re-run the fine-tuning arm, which exports one of these.")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-
 from tunewise.evaluate.robustness import Perturbation
 from tunewise.schema import Example
 from tunewise.train.settings import AugmentConfig

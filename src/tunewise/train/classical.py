@@ -31,15 +31,14 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 from tunewise import __version__
-from tunewise.store.atomic import atomic_dir
 from tunewise.schema import Example
+from tunewise.store.atomic import atomic_dir
 from tunewise.train.settings import ClassicalConfig
 
 ModelName = Literal["logreg", "linear_svm", "random_forest"]

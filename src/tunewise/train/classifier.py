@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunewise.store.atomic import atomic_dir
 from tunewise.models.precision import Precision, choose_precision, resolve_device
 from tunewise.schema import Example
+from tunewise.store.atomic import atomic_dir
 from tunewise.train import checkpoints
 from tunewise.train.scaffold import ProgressCallback, fit, fold_log, trainer_base, training_arguments
-from tunewise.train.sft_data import LengthGroupedBatches
 from tunewise.train.settings import ClassifierConfig
+from tunewise.train.sft_data import LengthGroupedBatches
 
 MARKER = "tunewise-classifier.json"
 FORMAT_VERSION = 1
@@ -153,6 +153,28 @@ def _best_epoch(history: list[EpochRecord], metric: str) -> tuple[int, float]:
     return max(scored, key=lambda pair: (sign * pair[1], -pair[0]), default=(0, float("nan")))
 
 
+def _with_fresh_head(source: str, labels: list[str], seed: int) -> tuple[Any, Any]:
+    """The model at `source` with a new, seeded classification head over `labels`, and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+    from transformers.utils import logging as hf_logging
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    set_seed(seed)  # before the head is created: its initialisation is random
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the fresh head as "missing", which is the point
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)})
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if model.config.pad_token_id is None:  # decoders: the head must know where each sequence ends
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
 def train_classifier(train: Sequence[Example], val: Sequence[Example], config: ClassifierConfig,
                      output_dir: Path, progress: ProgressCallback | None = None,
                      resume: bool = True) -> ClassifierModel:
@@ -168,8 +190,7 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
     """
     if problems := _label_problems(train, val):
         raise ClassifierError("Cannot train a classifier:\n- " + "\n- ".join(problems))
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              EarlyStoppingCallback, set_seed)
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
 
     from tunewise.assets import resolve_model
 
@@ -177,22 +198,7 @@ def train_classifier(train: Sequence[Example], val: Sequence[Example], config: C
     label2id = {label: i for i, label in enumerate(labels)}
     device = resolve_device("auto")
     precision = choose_precision(device, config.precision)
-    source = resolve_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    from transformers.utils import logging as hf_logging
-
-    set_seed(config.seed)  # before the head is created: its initialisation is random
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its load report lists the fresh head as "missing", which is the point
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    if model.config.pad_token_id is None:  # decoders: the head must know where each sequence ends
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model.config.pad_token_id = tokenizer.pad_token_id
+    model, tokenizer = _with_fresh_head(resolve_model(config.model), labels, config.seed)
 
     root = Path(output_dir) / "checkpoints"
     start = checkpoints.latest(root) if resume else None

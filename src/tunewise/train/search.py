@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from tunewise.schema import Example
+from tunewise.train.settings import SearchConfig, SFTSettings
 from tunewise.train.sft import SFTModel, train_sft
-from tunewise.train.settings import SFTSettings
-from tunewise.train.settings import SearchConfig
 
 
 @dataclass

@@ -31,17 +31,15 @@ from typing import Any
 
 import torch
 
-from tunewise.store.atomic import atomic_dir, atomic_write_text
 from tunewise.models.precision import Precision, choose_precision, resolve_device
-from tunewise.train.ranks import launched
-from tunewise.schema import Example
+from tunewise.schema import ARM_MARKER, Example
+from tunewise.store.atomic import atomic_dir, atomic_write_text
 from tunewise.train import checkpoints
+from tunewise.train.ranks import launched
 from tunewise.train.scaffold import ProgressCallback, fit, fold_log, trainer_base, training_arguments
+from tunewise.train.settings import SFTSettings
 from tunewise.train.sft_data import IGNORE_INDEX, LengthGroupedBatches, TokenizedExample, collate
 from tunewise.train.token_cache import TokenCache
-from tunewise.train.settings import SFTSettings
-
-ARM_MARKER = "tunewise-arm.json"
 
 
 class SFTError(ValueError):

@@ -10,6 +10,7 @@ This module knows nothing about models, optimizers or files: it maps examples an
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ class LengthGroupedBatches:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return -(-(-(-len(self.lengths) // self.size)) // self.processes) * self.processes
+        return math.ceil(math.ceil(len(self.lengths) / self.size) / self.processes) * self.processes
 
 
 def collate(batch: Sequence[TokenizedExample], pad_id: int,
@@ -245,7 +246,7 @@ def collate(batch: Sequence[TokenizedExample], pad_id: int,
         raise ValueError("collate needs at least one example")
     width = max(len(item) for item in batch)
     if pad_to_multiple_of:
-        width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+        width = math.ceil(width / pad_to_multiple_of) * pad_to_multiple_of
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)

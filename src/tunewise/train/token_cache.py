@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from tunewise.store.atomic import atomic_open
 from tunewise.schema import Example
+from tunewise.store.atomic import atomic_open
 from tunewise.train.sft_data import TokenizedExample, end_of_turn_set, tokenize_examples
 
 FORMAT_VERSION = 1
