@@ -19,11 +19,16 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    path: Path = Field(description="Data file (JSONL, JSON, CSV or Parquet). Relative paths are relative to the YAML file. "
-                                   "The special value `bundled:bbc-news` is the bundled BBC News dataset.")
-    format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(None, description="Container format; default: from the extension.")
+    path: Path = Field(description="Data file (JSONL, JSON, CSV/TSV, Parquet or Excel .xlsx). Relative paths are relative "
+                                   "to the YAML file. The special value `bundled:bbc-news` is the bundled BBC News dataset.")
+    format: Literal["jsonl", "json", "csv", "parquet", "xlsx"] | None = Field(None, description="Container format; default: from the extension.")
     mapping: dict[str, str] | None = Field(None, description="Column mapping, e.g. {input: body, output: category}, when the "
-                                                             "data does not use a standard shape.")
+                                                             "data does not use a standard shape; roles: input, output, "
+                                                             "system, instruction, id. Default: inferred from the columns "
+                                                             "of a table (`tunewise check` prints the guess).")
+    encoding: str | None = Field(None, description="Text encoding of the file, e.g. cp1252 or utf-16; default: UTF-8, "
+                                                   "with lines in a legacy encoding detected and reported.")
+    sheet: str | None = Field(None, description="Excel workbooks: the sheet to read; default: the first.")
 
 
 class TaskConfig(Strict):

@@ -98,7 +98,7 @@ def load_tasks(arm: FinetuneArm, ctx: ArmContext) -> list[TaskData]:
 
         def freeze(extra: ExtraTask = extra, field: str = field, folder: Path = folder,
                    split: Any = split) -> dict[str, list[Example]]:
-            data = read_data(task_data_path(extra), extra.data, field)
+            data = read_data(task_data_path(extra), extra.data, field, task=extra.task.type)
             _check_fit(extra, data.examples, arm.name)
             return frozen_split(folder, data.examples, split)
 

@@ -93,7 +93,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     check_launchable(experiment, ranks)
     started = time.perf_counter()
     path = data_path(experiment)
-    data = read_data(path, experiment.data)
+    data = read_data(path, experiment.data, task=experiment.task.type)
 
     def open_running() -> Run:
         run = start_or_resume(experiment, resume)

@@ -5,10 +5,13 @@ more data (multi-task). Knows nothing about arms or models.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
+from tunewise.data.codes import FILE_STOPPERS
 from tunewise.data.formats import Dataset, read_examples
-from tunewise.data.shapes import ColumnMapping
+from tunewise.data.infer import mapping_items
+from tunewise.data.shapes import ColumnMapping, MappingError
 from tunewise.data.split import split_examples, write_splits
 from tunewise.schema import Example
 from tunewise.settings import DataConfig, SplitConfig
@@ -30,17 +33,46 @@ def resolve_data_path(path: Path, field: str = "data.path") -> Path:
     return path
 
 
-def read_data(path: Path, config: DataConfig, field: str = "data.path") -> Dataset:
-    """Every example of a data file, refusing a file with errors (`field` names the setting in messages)."""
-    mapping = ColumnMapping.parse([f"{k}={v}" for k, v in config.mapping.items()]) if config.mapping else None
+def read_data(path: Path, config: DataConfig, field: str = "data.path", task: str | None = None) -> Dataset:
+    """Every example of a data file, refusing a file with errors (`field` names the setting in messages). A table
+    without `mapping` gets one inferred for `task`, as `tunewise check` would."""
+    mapping = config_mapping(config)
     if not path.exists():
         raise ExperimentError(f"{field} {path}: no such file")
-    data = read_examples(path, fmt=config.format, mapping=mapping)
+    data = read_examples(path, fmt=config.format, mapping=mapping, encoding=config.encoding, sheet=config.sheet,
+                         task=task)
+    stoppers = [i for i in data.issues if i.code in FILE_STOPPERS]
+    if stoppers:
+        where = {"unknown_column": "data.mapping"}.get(stoppers[0].code, field)
+        detail = "; ".join(f"{where}{'.' + i.field if i.field else ''}: {i.message}" for i in stoppers)
+        raise ExperimentError(f"{path}: {detail}. Fix: {stoppers[0].hint}")
     if data.error_lines or data.truncated_at or not data.examples:
         first = sorted(data.error_lines)[:5]
         raise ExperimentError(f"{path}: {len(data.error_lines):,} line(s) with errors (first: {first}); run "
-                              f"`tunewise check {path}` to see them, and `--fix clean.jsonl` to drop them")
+                              f"`{check_command(path, config, data)}` to see them, and add `--fix clean.jsonl` to "
+                              "drop them")
     return data
+
+
+def config_mapping(config: DataConfig) -> ColumnMapping | None:
+    if not config.mapping:
+        return None
+    try:
+        return ColumnMapping.parse([f"{k}={v}" for k, v in config.mapping.items()])
+    except MappingError as exc:
+        raise ExperimentError("data.mapping: " + str(exc).replace("--map", "a mapping entry")) from None
+
+
+def check_command(path: Path, config: DataConfig, data: Dataset | None = None) -> str:
+    """The `tunewise check` command that reads the file exactly as the experiment does (mapping, format,
+    encoding, sheet), so what it reports is what the run refused."""
+    mapping = data.mapping if data is not None and data.mapping is not None else config_mapping(config)
+    parts = ["tunewise", "check", shlex.quote(str(path))]
+    parts += [f"--map {shlex.quote(f'{role}={column}')}" for role, column in mapping_items(mapping)]
+    for option, value in (("--format", config.format), ("--encoding", config.encoding), ("--sheet", config.sheet)):
+        if value:
+            parts.append(f"{option} {shlex.quote(value)}")
+    return " ".join(parts)
 
 
 def frozen_split(folder: Path, examples: list[Example], cfg: SplitConfig) -> dict[str, list[Example]]:
