@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from tunewise.cli.init_command import init
 from tunewise.cli.shared import (
     EncodingOpt,
     FormatOpt,
@@ -259,28 +260,7 @@ def assets(
     raise typer.Exit(2 if problems or not all(r.ready for r in rows) else 0)
 
 
-@app.command()
-def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the experiment file")] = Path("experiment.yaml"),
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
-    explain: Annotated[bool, typer.Option("--explain", help="Print every field and what it means instead")] = False,
-) -> None:
-    """Write a commented example experiment to edit."""
-    from importlib.resources import files
-
-    from tunewise.config import dump_schema_doc
-    from tunewise.store.atomic import atomic_write_text
-
-    if explain:
-        console.print(dump_schema_doc(), markup=False, highlight=False)
-        return
-    if path.exists() and not force:
-        raise fail(f"{path} exists; pass --force to replace it")
-    try:
-        atomic_write_text(path, files("tunewise.templates").joinpath("experiment.yaml").read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-    console.print(f"wrote {escape(str(path))}: set data.path and the task, then `tunewise run {escape(str(path))}`")
+app.command()(init)
 
 
 @app.command()

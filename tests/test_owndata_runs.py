@@ -1,0 +1,77 @@
+"""Acceptance of issue 18: files shaped like real ones check cleanly (or with the intended warnings) with the
+inferred mapping printed, and run through `tunewise init --from` + `tunewise run` with no hand-written YAML.
+Only the classical arm runs (seconds on a CPU); no language model is loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import owndata_files as files
+import pytest
+import yaml
+from test_cli import invoke
+
+CASES = {
+    "tweets_csv": (files.tweets_csv, set()),
+    "drug_review_tsv": (files.drug_tsv, set()),
+    "windows_1252_csv": (files.cp1252_csv, {"legacy_encoding"}),
+    "utf16_bom_csv": (files.utf16_csv, {"legacy_encoding"}),
+    "html_entities_tsv": (lambda folder: files.drug_tsv(folder, entities=True), {"html_entities", "html_markup"}),
+    "xlsx": (files.xlsx_file, set()),
+}
+
+
+def init_and_run(data: Path, *extra: str) -> tuple[dict, dict]:
+    code, out, err = invoke("init", "--from", data, "--arms", "classical", "experiment.yaml", *extra)
+    assert code == 0, err
+    assert "inferred columns" in out
+    config = yaml.safe_load(Path("experiment.yaml").read_text())
+    code, out, err = invoke("run", "experiment.yaml")
+    assert code == 0, err + out
+    run = sorted(p for p in Path("runs").iterdir() if p.is_dir())[-1]
+    return config, json.loads((run / "results.json").read_text())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_check_then_init_from_then_run(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build, warnings = CASES[case]
+    data = build(tmp_path)
+    code, out, _ = invoke("check", data, "--json", "--no-pii")
+    report = json.loads(out)
+    assert code == 0 and report["inferred"]["mapping"] is not None
+    assert {i["code"] for i in report["issues"]} <= warnings | {"few_examples"}
+    assert warnings <= {i["code"] for i in report["issues"]}
+    config, results = init_and_run(data)
+    assert config["data"]["mapping"] == report["inferred"]["mapping"]
+    assert [arm["name"] for arm in config["arms"]] == ["classical"]
+    assert results["test_examples"] > 0 and "classical" in results["arms"]
+
+
+def test_init_from_comments_every_choice_and_sizes_for_a_cpu(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = files.drug_tsv(tmp_path, n=1200)
+    assert invoke("init", "--from", data, "experiment.yaml")[0] == 0
+    text = Path("experiment.yaml").read_text()
+    config = yaml.safe_load(text)
+    assert [a["type"] for a in config["arms"]] == ["zero_shot", "few_shot", "retrieval", "classical"]
+    assert config["split"]["max_test"] == 200 and "2-core CPU" in text
+    assert config["task"]["labels"] == ["1", "2", "3", "8", "9", "10"]
+    assert config["arms"][3]["settings"] == {"numeric_features": ["usefulCount"],
+                                             "categorical_features": ["drugName", "condition"]}
+    assert config["evaluation"]["slice_by"] == ["drugName", "condition"]
+    assert "max_train_examples: 400" in text  # the commented fine-tuning arm, capped for a CPU
+    for line in text.splitlines():
+        if ":" in line and not line.lstrip().startswith("#") and line.strip() not in ("data:", "task:", "split:",
+                                                                                       "evaluation:", "arms:"):
+            assert "#" in line or line.lstrip().startswith(("- name", "name:", "type: few_shot", "type: retrieval",
+                                                            "seed:", "k:", "mapping:", "type: finetune")), line
+
+
+def test_init_from_an_uninferable_table_names_the_columns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "codes.csv"
+    path.write_text("a,b\n" + "".join(f"x{i},y{i}\n" for i in range(30)))
+    code, _, err = invoke("init", "--from", path, "experiment.yaml")
+    assert code == 2 and "--map input=a --map output=b" in err and not Path("experiment.yaml").exists()
