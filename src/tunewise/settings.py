@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -33,7 +33,10 @@ class DataConfig(Strict):
 
 class TaskConfig(Strict):
     type: Literal["classify", "extract", "generate"] = Field(description="What the model must do with each input.")
-    labels: list[str] | None = Field(None, description="Classification labels; default: every label in the training split.")
+    labels: list[str] | dict[str, str] | None = Field(
+        None, description="Classification labels; default: every label in the training split. A mapping from the "
+                          "file's codes to names ({\"0\": negative, \"1\": positive}) makes prompts use the names and "
+                          "maps predictions back to the codes.")
     instructions: str | None = Field(None, description="Task instructions given to prompted models; default: the task's own.")
     json_schema: dict[str, Any] | None = Field(None, description="For extract: the JSON schema answers must follow.")
     max_input_words: int = Field(200, ge=8, description="Inputs (and exemplars) are cut to this many words in prompts, "
@@ -42,6 +45,26 @@ class TaskConfig(Strict):
                                        "words; default: max_input_words. Short exemplars still show the answer format "
                                        "and make k-shot prompts several times cheaper to score.")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget for extract/generate tasks.")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> Any:
+        """YAML reads `{0: negative}` with an integer key and `[0, 1]` as integers; labels in files are text."""
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [v if isinstance(v, str) else str(v) for v in value]
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _names_distinct(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            names = list(value.values())
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"label names must be distinct; {repeated} name more than one code")
+        return value
 
 
 class SplitConfig(Strict):
