@@ -75,3 +75,44 @@ def test_init_from_an_uninferable_table_names_the_columns(tmp_path, monkeypatch)
     path.write_text("a,b\n" + "".join(f"x{i},y{i}\n" for i in range(30)))
     code, _, err = invoke("init", "--from", path, "experiment.yaml")
     assert code == 2 and "--map input=a --map output=b" in err and not Path("experiment.yaml").exists()
+
+
+def test_train_test_pair_with_a_leaked_row_is_refused_then_allowed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train, test = files.train_test_pair(tmp_path)
+    for path in (train, test):
+        code, out, _ = invoke("check", path, "--json", "--no-pii")
+        assert code == 0 and json.loads(out)["inferred"]["mapping"]["input"] == "text"
+    code, out, _ = invoke("init", "--from", train, "--test", test, "--arms", "classical", "experiment.yaml")
+    assert code == 0 and "1 input(s) of test.csv also appear in train.csv: line 61 (near of line 9)" in out
+    config = yaml.safe_load(Path("experiment.yaml").read_text())
+    assert config["data"]["test"] == "test.csv" and config["data"]["allow_leakage"] is False
+    code, _, err = invoke("run", "experiment.yaml")
+    assert code == 2 and "data.test (test.csv) line 61 ≈ data.path (train.csv) line 9 (near duplicate)" in err
+    assert "data.allow_leakage: true" in err
+    code, out, err = invoke("run", "experiment.yaml", "--set", "data.allow_leakage=true")
+    assert code == 0, err
+    run = sorted(p for p in Path("runs").iterdir() if p.is_dir())[-1]
+    split = json.loads((run / "splits" / "split.json").read_text())
+    assert split["counts"] == {"train": 162, "val": 18, "test": 60}
+
+
+def test_dated_csv_warns_of_unreadable_dates_and_tests_on_the_newest_rows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = files.dated_csv(tmp_path)
+    code, out, _ = invoke("check", data, "--json", "--no-pii")
+    report = json.loads(out)
+    bad = [i for i in report["issues"] if i["code"] == "unparseable_date"]
+    assert code == 0 and len(bad) == 2 and bad[0]["field"] == "date" and "'sometime'" in bad[0]["message"]
+    config, results = init_and_run(data)
+    assert config["split"]["by"] == "date" and results["test_examples"] == 30
+    run = sorted(p for p in Path("runs").iterdir() if p.is_dir())[-1]
+    from tunewise.data.formats import read_examples
+    from tunewise.data.timesplit import parse_date
+
+    parts = {name: read_examples(run / "splits" / f"{name}.jsonl").examples for name in ("train", "val", "test")}
+    newest_train = max(parse_date(e.metadata["date"]) for e in parts["train"])
+    assert min(parse_date(e.metadata["date"]) for e in parts["val"]) >= newest_train
+    assert min(parse_date(e.metadata["date"]) for e in parts["test"]) >= max(
+        parse_date(e.metadata["date"]) for e in parts["val"])
+    assert sum(map(len, parts.values())) == 148  # the two undated rows are in no split

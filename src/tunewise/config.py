@@ -133,6 +133,10 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     data_path = str(experiment.data.path)
     if not data_path.startswith("bundled:") and not experiment.data.path.is_absolute():
         experiment.data.path = (path.parent / experiment.data.path).resolve()
+    for name in ("test", "val"):  # the user's own held-out files, relative to the YAML like data.path
+        held = getattr(experiment.data, name)
+        if held is not None and not held.is_absolute():
+            setattr(experiment.data, name, (path.parent / held).resolve())
     missing = []
     for arm in experiment.arms:
         # the index in the file (prompt variants add arms before this one in experiment.arms)

@@ -29,6 +29,12 @@ class DataConfig(Strict):
     encoding: str | None = Field(None, description="Text encoding of the file, e.g. cp1252 or utf-16; default: UTF-8, "
                                                    "with lines in a legacy encoding detected and reported.")
     sheet: str | None = Field(None, description="Excel workbooks: the sheet to read; default: the first.")
+    test: Path | None = Field(None, description="Your own test file (same columns as `path`), used as the test split "
+                                                "instead of a random one; checked like `path`. Relative to the YAML file.")
+    val: Path | None = Field(None, description="Your own validation file; default: drawn from `path` "
+                                               "(split.val_fraction of it).")
+    allow_leakage: bool = Field(False, description="Run even when test or validation inputs also appear (exactly or "
+                                                   "as near duplicates) in the training data; scores will be optimistic.")
 
 
 class TaskConfig(Strict):
@@ -74,6 +80,10 @@ class SplitConfig(Strict):
     stratify: bool = Field(True, description="Keep label proportions equal across splits.")
     max_test: int | None = Field(None, ge=1, description="Evaluate every arm on this many test examples (a stratified, "
                                                           "seeded subset) to bound time on a CPU; default: the whole test split.")
+    by: str | None = Field(None, description="A date/time column (example metadata): the newest test_fraction of the "
+                                             "rows is the test split and the next newest val_fraction the validation "
+                                             "split, instead of a random draw. Rows whose date cannot be read are "
+                                             "reported and left out.")
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> SplitConfig:

@@ -39,6 +39,8 @@ def init(
     mapping: MapOpt = None,
     encoding: EncodingOpt = None,
     sheet: SheetOpt = None,
+    test: Annotated[Path | None, typer.Option("--test", help="With --from: your own test file (instead of a random test split)")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="With --from: your own validation file")] = None,
 ) -> None:
     """Write a commented example experiment to edit, or with --from DATA one ready to run on that data."""
     from importlib.resources import files
@@ -55,7 +57,8 @@ def init(
         text = files("tunewise.templates").joinpath("experiment.yaml").read_text(encoding="utf-8")
         hint = "set data.path and the task, then"
     else:
-        text = _drafted(existing(data), path, task, arms, fmt, mapping, encoding, sheet)
+        held_out = {name: existing(p) for name, p in (("test", test), ("val", val)) if p is not None}
+        text = _drafted(existing(data), path, task, arms, fmt, mapping, encoding, sheet, held_out)
         hint = "check it, then"
     try:
         atomic_write_text(path, text)
@@ -65,12 +68,13 @@ def init(
 
 
 def _drafted(data: Path, path: Path, task: str | None, arms: str | None, fmt: str | None, mapping: list[str] | None,
-             encoding: str | None, sheet: str | None) -> str:
+             encoding: str | None, sheet: str | None, held_out: dict[str, Path]) -> str:
     from tunewise.pipeline.init_from import InitError, draft_experiment
 
     try:
         draft = draft_experiment(data, path, task=task, arms=[a.strip() for a in arms.split(",")] if arms else None,
-                                 fmt=fmt, mapping=mapping_of(mapping), encoding=encoding, sheet=sheet)
+                                 fmt=fmt, mapping=mapping_of(mapping), encoding=encoding, sheet=sheet,
+                                 held_out=held_out)
     except (InitError, ValueError) as exc:
         raise fail(str(exc)) from None
     dataset = draft.report.dataset

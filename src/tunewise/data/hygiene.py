@@ -2,7 +2,8 @@
 
 HTML entities (`&#039;`, `&rsquo;`) and markup (`<br />`) from web dumps, control characters from copy-paste
 and binary junk, mojibake (UTF-8 read with the wrong codec: `Ã©`, `â€™`, judged by ftfy, the maintained
-library for exactly this), and junk values in metadata columns (`N/A` in a column of numbers). Each finding is
+library for exactly this), junk values in metadata columns (`N/A` in a column of numbers) and dates that
+cannot be read in a column of dates. Each finding is
 a warning on the example's line with a count and the first values, so a person can see the pattern; `--fix`
 repairs text with `clean_text`. Knows nothing about files: it works on examples and strings.
 """
@@ -92,6 +93,8 @@ def metadata_checks(examples: Sequence[Example]) -> list[Issue]:
     found: list[Issue] = []
     for key, values in by_key.items():
         numeric = sum(_number(v) for _, v in values) >= 0.8 * len(values)
+        if not numeric:
+            found += _date_checks(key, values)
         for line, value in values:
             if value.lower() in PLACEHOLDERS:
                 found.append(issue("metadata_junk", f"metadata {key!r} is the placeholder {value!r}", line=line,
@@ -100,6 +103,17 @@ def metadata_checks(examples: Sequence[Example]) -> list[Issue]:
                 found.append(issue("metadata_junk", f"metadata {key!r} is {value[:40]!r} in a column of numbers",
                                    line=line, field=key))
     return found
+
+
+def _date_checks(key: str, values: list[tuple[int, str]]) -> list[Issue]:
+    """In a column of dates (most of a sample parses), the values that do not: `split.by` cannot place them."""
+    from tunewise.data.timesplit import parse_date
+
+    sample = values[:200]
+    if sum(parse_date(v) is not None for _, v in sample) < 0.8 * len(sample):
+        return []
+    return [issue("unparseable_date", f"metadata {key!r} is {value[:40]!r}, not a date", line=line, field=key)
+            for line, value in values if value.lower() not in PLACEHOLDERS and parse_date(value) is None]
 
 
 def clean_text(text: str, *, unescape_html: bool = False) -> str:

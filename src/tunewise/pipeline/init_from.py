@@ -22,9 +22,11 @@ import yaml
 from tunewise.data.check_report import CheckReport, check_file
 from tunewise.data.checks import CheckOptions
 from tunewise.data.codes import FILE_STOPPERS
+from tunewise.data.formats import read_examples
 from tunewise.data.infer import SAMPLE, ColumnProfile, mapping_items, profile_columns
 from tunewise.data.readers import read_file
 from tunewise.data.shapes import ColumnMapping
+from tunewise.data.split import find_leakage
 from tunewise.data.tokens import TokenCounter
 
 DEFAULT_ARMS = ("zero_shot", "few_shot", "retrieval", "classical")
@@ -59,7 +61,7 @@ def _ci(n: int) -> float:
 
 def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms: list[str] | None = None,
                      fmt: str | None = None, mapping: ColumnMapping | None = None, encoding: str | None = None,
-                     sheet: str | None = None) -> Draft:
+                     sheet: str | None = None, held_out: dict[str, Path] | None = None) -> Draft:
     """The experiment YAML for `data`, to be written at `target` (data.path is relative to its folder)."""
     report = check_file(data, task=task, fmt=fmt, mapping=mapping, encoding=encoding, sheet=sheet,
                         counter=TokenCounter(None, None, "words"), options=CheckOptions(scan_pii=False))
@@ -84,8 +86,10 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
              f"# `tunewise run {target.name}`. Every field is documented in `tunewise init --explain`.",
              f"name: {_y(data.stem)}", ""]
     lines += _data_section(report, target, fmt, encoding, sheet)
+    held_lines, own_test = _held_out_lines(report, target, held_out or {}, encoding, notes)
+    lines += held_lines
     lines += _task_section(report, given=task is not None)
-    lines += _split_section(report, metadata)
+    lines += _split_section(report, metadata, own_test)
     lines += _evaluation_section(report, metadata)
     lines += _arms_section(report, arms or list(DEFAULT_ARMS), metadata)
     text = "\n".join(lines) + "\n"
@@ -93,14 +97,17 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
     return Draft(text, report, notes)
 
 
+def _relative(path: Path, target: Path) -> str:
+    try:
+        return os.path.relpath(path.resolve(), target.resolve().parent)
+    except ValueError:  # another drive (Windows): keep it absolute
+        return str(path.resolve())
+
+
 def _data_section(report: CheckReport, target: Path, fmt: str | None, encoding: str | None,
                   sheet: str | None) -> list[str]:
     dataset = report.dataset
-    try:
-        where = os.path.relpath(report.path.resolve(), target.resolve().parent)
-    except ValueError:  # another drive (Windows): keep it absolute
-        where = str(report.path.resolve())
-    lines = ["data:", f"  path: {_y(where)}   # relative to this file"]
+    lines = ["data:", f"  path: {_y(_relative(report.path, target))}   # relative to this file"]
     if fmt:
         lines.append(f"  format: {fmt}")
     if encoding:
@@ -114,7 +121,31 @@ def _data_section(report: CheckReport, target: Path, fmt: str | None, encoding: 
         why = (f"inferred ({dataset.inferred.confidence} confidence): " + "; ".join(dataset.inferred.reasons)
                if dataset.inferred is not None and dataset.inferred.mapping is not None else "as given to init")
         lines += [f"  # {why}", f"  mapping: {{{inner}}}"]
-    return lines + [""]
+    return lines
+
+
+def _held_out_lines(report: CheckReport, target: Path, held_out: dict[str, Path], encoding: str | None,
+                    notes: list[str]) -> tuple[list[str], int | None]:
+    """data.test / data.val lines (and the size of the own test file); inputs they share with the training file
+    are counted now (the run refuses them unless allowed), so the newcomer hears of it before spending compute."""
+    lines = []
+    dataset = report.dataset
+    own_test = None
+    for name, path in held_out.items():
+        part = read_examples(path, mapping=dataset.mapping, encoding=encoding)
+        if name == "test":
+            own_test = len(part.examples)
+        leaks = find_leakage(dataset.examples, part.examples)
+        why = {"test": "your own test file, used instead of a random test split",
+               "val": "your own validation file"}[name]
+        lines.append(f"  {name}: {_y(_relative(path, target))}   # {why}")
+        if leaks:
+            where = ", ".join(f"line {leak.b_line} ({leak.kind} of line {leak.a_line})" for leak in leaks[:3])
+            notes.append(f"{len(leaks)} input(s) of {path.name} also appear in {report.path.name}: {where}; "
+                         "`tunewise run` refuses this until they are removed or data.allow_leakage is true")
+            lines.append(f"  allow_leakage: false   # {len(leaks)} input(s) of {path.name} are in the training "
+                         f"file ({where}): remove them, or set true to run anyway")
+    return lines + [""], own_test
 
 
 def _id_like(p: ColumnProfile, rows: int) -> bool:
@@ -137,24 +168,29 @@ def _task_section(report: CheckReport, given: bool) -> list[str]:
     return lines + [""]
 
 
-def _split_section(report: CheckReport, metadata: list[ColumnProfile]) -> list[str]:
+def _split_section(report: CheckReport, metadata: list[ColumnProfile], own_test: int | None) -> list[str]:
     n = len(report.dataset.examples)
     # Small data needs a large enough test split for an interval worth reading; big data needs only ~1,000.
     test_fraction = 0.2 if n < 5000 else round(max(0.05, 1000 / n), 3)
     val_fraction = 0.1 if n < 5000 else 0.05
-    test_n = round(n * test_fraction)
-    lines = ["split:", "  seed: 13", f"  test_fraction: {test_fraction}   # {test_n:,} of {n:,} examples: 95% "
-             f"interval on accuracy about +-{_ci(test_n):.0f} points",
-             f"  val_fraction: {val_fraction}   # {round(n * val_fraction):,} for early stopping and tuning"]
-    if report.task == "classify":
+    test_n = round(n * test_fraction) if own_test is None else own_test
+    lines = ["split:", "  seed: 13"]
+    if own_test is None:
+        lines.append(f"  test_fraction: {test_fraction}   # {test_n:,} of {n:,} examples: 95% interval on accuracy "
+                     f"about +-{_ci(test_n):.0f} points")
+    else:
+        lines.append(f"  # test_fraction is not used: data.test holds {test_n:,} examples (95% interval on accuracy "
+                     f"about +-{_ci(test_n):.0f} points)")
+    lines.append(f"  val_fraction: {val_fraction}   # {round(n * val_fraction):,} for early stopping and tuning")
+    dates = [p.name for p in metadata if p.kind == "date"] if own_test is None else []
+    if report.task == "classify" and not dates:
         lines.append("  stratify: true   # the same label shares in every split")
     if test_n > MAX_TEST_CPU:
         lines.append(f"  max_test: {MAX_TEST_CPU}   # every arm scored on the same stratified {MAX_TEST_CPU}: minutes "
                      f"per prompted arm on a 2-core CPU (interval +-{_ci(MAX_TEST_CPU):.0f} points); raise it on a GPU")
-    dates = [p.name for p in metadata if p.kind == "date"]
     if dates:
-        lines.append(f"  # by: {_y(dates[0])}   # a date column: hold out the newest rows instead of a random "
-                     "sample (data that changes over time)")
+        lines.append(f"  by: {_y(dates[0])}   # a date column: test on the newest rows, as the model will meet "
+                     "data that comes after its training (remove this line for a random split)")
     return lines + [""]
 
 
