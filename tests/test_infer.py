@@ -87,3 +87,15 @@ def test_uninferable_table_lists_columns_and_a_map_command_and_exits_2_without_t
     for column in ("a", "b", "c"):
         assert f"│ {column} " in proc.stdout
     assert f"tunewise check {path} --map input=a --map output=b" in proc.stdout
+
+
+def test_xlsx_reads_the_first_sheet_or_the_named_one(tmp_path):
+    path = files.xlsx_file(tmp_path)
+    data = read_examples(path)
+    assert data.format == "xlsx" and len(data.examples) == 90
+    first = data.examples[0]
+    assert first.line == 2 and first.id == "1" and first.metadata == {"priority": "low"}
+    code, _, err = invoke("check", path, "--sheet", "nope")
+    assert code == 2 and "--sheet 'nope'" in err and "'tickets', 'notes'" in err
+    notes = read_examples(path, sheet="notes")
+    assert [i.code for i in notes.issues] == ["empty_file"]
