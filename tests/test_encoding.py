@@ -77,3 +77,11 @@ def test_bare_carriage_returns_in_quoted_fields_do_not_shift_line_numbers(tmp_pa
     assert [e.line for e in data.examples] == list(range(2, 22))
     assert data.examples[0].input == "row 0\rwith a stray CR"
     assert data.lines_seen in (21, 22)
+
+
+def test_code_pages_that_agree_on_the_sample_resolve_to_windows_1252():
+    """charset-normalizer ranks cp1250 first when the bytes seen (é, ’) decode alike in both; cp1252 must win,
+    or è and ï elsewhere in the file would read as č and ď."""
+    rows = "".join(f"positive,the crew was great on flight {i} caf\u00e9 don\u2019t\n" for i in range(300))
+    decoded = decode_bytes(("sentiment,text\n" + rows).encode("cp1252"))
+    assert decoded.encoding == "cp1252" and "caf\u00e9 don\u2019t" in decoded.text
