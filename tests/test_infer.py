@@ -99,3 +99,13 @@ def test_xlsx_reads_the_first_sheet_or_the_named_one(tmp_path):
     assert code == 2 and "--sheet 'nope'" in err and "'tickets', 'notes'" in err
     notes = read_examples(path, sheet="notes")
     assert [i.code for i in notes.issues] == ["empty_file"]
+
+
+def test_split_of_a_mapped_table_records_the_mapping(tmp_path):
+    """`tunewise split --map` crashed on `ColumnMapping.__dict__` (a slots dataclass has none)."""
+    path = files.tweets_csv(tmp_path)
+    code, out, err = invoke("split", path, "--runs-dir", tmp_path / "runs", "--map", "input=text",
+                            "--map", "output=sentiment")
+    assert code == 0, err
+    manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
+    assert manifest["config"]["mapping"]["input"] == "text"

@@ -156,6 +156,8 @@ def split(
     runs_dir: RunsOpt = Path("runs"),
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
+    encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Deterministic stratified train/val/test split; duplicates and near duplicates never cross splits."""
     from tunewise.data.split import SplitError
@@ -166,7 +168,8 @@ def split(
     existing(data)
     try:
         outcome = split_file(data, seed=seed, val_fraction=val, test_fraction=test, stratify=not no_stratify,
-                             fmt=fmt, mapping=mapping_of(mapping), out_dir=out, runs_root=runs_dir, force=force)
+                             fmt=fmt, mapping=mapping_of(mapping), out_dir=out, runs_root=runs_dir, force=force,
+                             encoding=encoding, sheet=sheet)
     except (SplitError, RunError, ValueError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
@@ -181,6 +184,7 @@ def leakage(
     as_json: Annotated[bool, typer.Option("--json", help="Print leaks as JSON")] = False,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Find examples of SECOND whose input also appears (exactly or normalised) in FIRST. Exit 2 on leaks."""
     from rich.table import Table
@@ -192,7 +196,7 @@ def leakage(
     datasets = []
     for path in (first, second):
         try:
-            data = read_examples(existing(path), fmt=fmt, mapping=column_mapping)
+            data = read_examples(existing(path), fmt=fmt, mapping=column_mapping, encoding=encoding)
         except ValueError as exc:
             raise fail(str(exc)) from None
         if not data.examples or data.error_lines or data.truncated_at:
