@@ -116,3 +116,15 @@ def test_dated_csv_warns_of_unreadable_dates_and_tests_on_the_newest_rows(tmp_pa
     assert min(parse_date(e.metadata["date"]) for e in parts["test"]) >= max(
         parse_date(e.metadata["date"]) for e in parts["val"])
     assert sum(map(len, parts.values())) == 148  # the two undated rows are in no split
+
+
+def test_init_from_a_standard_shape_never_uses_the_label_as_a_feature(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"text": f"message {i} about {['billing', 'bugs'][i % 2]}", "label": ["billing", "bug"][i % 2],
+             "region": ["eu", "us"][i % 3 % 2]} for i in range(60)]
+    path = tmp_path / "tickets.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert invoke("init", "--from", path, "--arms", "classical", "experiment.yaml")[0] == 0
+    config = yaml.safe_load(Path("experiment.yaml").read_text())
+    assert config["arms"][0]["settings"] == {"categorical_features": ["region"]}
+    assert config["evaluation"]["slice_by"] == ["region"] and "mapping" not in config["data"]

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunewise.data.check_report import CheckReport
-from tunewise.data.codes import CODES
+from tunewise.data.codes import CODES, FILE_STOPPERS
 from tunewise.data.infer import Inference, mapping_items
 from tunewise.schema import Issue, Severity
 
@@ -35,7 +35,10 @@ def render_check(report: CheckReport, console: Console) -> None:
         _render_hints(report.issues, console)
     _render_stats(report, console)
     errors, warnings = len(report.errors), len(report.warnings)
-    if errors:
+    if any(i.code in FILE_STOPPERS for i in report.errors):  # --fix cannot repair these: say what can
+        console.print(f"[bold red]✗ {errors:,} error(s)[/], {warnings:,} warning(s). Fix the problem above (see "
+                      "How to fix) before training.")
+    elif errors:
         console.print(f"[bold red]✗ {errors:,} error(s)[/], {warnings:,} warning(s). "
                       "Fix the errors (or run `tunewise check --fix OUT`) before training.")
     else:

@@ -72,7 +72,7 @@ def read_examples(
     if chosen is None and tabular and outcome.records:
         data.inferred = infer_columns(outcome.records, task)
         if data.inferred.mapping is None:
-            data.issues.append(_not_inferred(path, data.inferred, outcome.format))
+            data.issues.append(_not_inferred(path, data.inferred))
             return data
         data.mapping, data.shape = data.inferred.mapping, "mapped"
     if data.mapping is not None and outcome.records and _unknown_columns(data, data.mapping) and tabular:
@@ -115,7 +115,7 @@ def _flat(records: list[RawRecord]) -> bool:
                                 for v in sample)
 
 
-def _not_inferred(path: Path, inference: Inference, fmt: str) -> Issue:
+def _not_inferred(path: Path, inference: Inference) -> Issue:
     listing = ", ".join(f"{p.name} ({p.kind})" for p in inference.profiles)
     return issue("columns_not_inferred", f"{inference.problem}; the columns of {path.name} are {listing}",
                  hint=f"Name the columns, e.g.: tunewise check {path} {inference.map_args()} (edit the column names; "

@@ -78,9 +78,10 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
     records = read_file(data, fmt, encoding=encoding, sheet=sheet).records
     rows = min(len(records), SAMPLE)
     profiles = {p.name: p for p in profile_columns(records)}
-    used = dataset.mapping.used() if dataset.mapping else set()
-    # Metadata every sampled row fills; unique integers are ids (no signal), dates are for split.by.
-    metadata = [profiles[c] for c in dataset.columns if c not in used and c in profiles
+    # The columns that became example metadata (never the input or the label, whatever the shape), filled on
+    # every sampled row; unique integers are ids (no signal).
+    kept = {key for e in dataset.examples[:SAMPLE] for key in e.metadata}
+    metadata = [profiles[c] for c in dataset.columns if c in kept and c in profiles
                 and profiles[c].filled == rows and not _id_like(profiles[c], rows)]
     lines = ["# Written by `tunewise init --from`; every value says why it was chosen. Change anything, then",
              f"# `tunewise run {target.name}`. Every field is documented in `tunewise init --explain`.",
