@@ -11,6 +11,7 @@ scikit-learn or scipy.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args
 
@@ -128,10 +129,14 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     try:
         experiment = Experiment.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(path, text, exc)) from None
+        raise ConfigError(_explain(path, text, exc, raw, overrides or [])) from None
     data_path = str(experiment.data.path)
     if not data_path.startswith("bundled:") and not experiment.data.path.is_absolute():
         experiment.data.path = (path.parent / experiment.data.path).resolve()
+    for name in ("test", "val"):  # the user's own held-out files, relative to the YAML like data.path
+        held = getattr(experiment.data, name)
+        if held is not None and not held.is_absolute():
+            setattr(experiment.data, name, (path.parent / held).resolve())
     missing = []
     for arm in experiment.arms:
         # the index in the file (prompt variants add arms before this one in experiment.arms)
@@ -144,19 +149,70 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     return experiment
 
 
-def _explain(path: Path, text: str, exc: ValidationError) -> str:
+def _explain(path: Path, text: str, exc: ValidationError, raw: dict[str, Any], overrides: list[str]) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s)"]
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         # pydantic adds the union member's tag to the location ("arms.0.few_shot.k"); drop it for humans
         loc = [part for i, part in enumerate(loc) if not (i > 0 and loc[i - 1].isdigit() and part in registry.types())]
         dotted = ".".join(loc) or "(top level)"
-        # a bad or missing arm `type` is reported on the arm; point at its `type:` line when there is one
-        line = _line_of(text, loc + ["type"] if error["type"].startswith("union_tag") else loc)
         given = error.get("input")
         shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
-        lines.append(f"  {path}:{line}: {dotted}: {error['msg']}{shown}" if line else f"  {dotted}: {error['msg']}{shown}")
+        problem = f"{dotted}: {error['msg']}{shown}{_did_you_mean(error, loc, raw)}"
+        assignment = next((a for a in overrides if _overridden(a, loc)), None)
+        if assignment is not None:  # the value came from the command line, not from any line of the file
+            lines.append(f"  --set {assignment}: {problem}")
+            continue
+        # a bad or missing arm `type` is reported on the arm; point at its `type:` line when there is one
+        line = _line_of(text, loc + ["type"] if error["type"].startswith("union_tag") else loc)
+        lines.append(f"  {path}:{line}: {problem}" if line else f"  {problem}")
     return "\n".join(lines)
+
+
+def _overridden(assignment: str, loc: list[str]) -> bool:
+    """The error is at or inside the value a `--set` assignment wrote."""
+    keys = assignment.partition("=")[0].strip().split(".")
+    return loc[:len(keys)] == keys
+
+
+def _did_you_mean(error: Any, loc: list[str], raw: dict[str, Any]) -> str:
+    """A close match for a mistyped arm type or field name (difflib), since pydantic only says it is wrong."""
+    if error["type"] == "union_tag_invalid":
+        wrong, known = str(error.get("ctx", {}).get("tag", "")), registry.types()
+    elif error["type"] == "extra_forbidden" and loc:
+        wrong, model = loc[-1], _model_at(loc[:-1], raw)
+        known = list(model.model_fields) if model is not None else []
+    else:
+        return ""
+    close = difflib.get_close_matches(wrong, known, n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else (f"; known: {', '.join(known)}" if known else "")
+
+
+def _model_at(loc: list[str], raw: Any) -> type[BaseModel] | None:
+    """The config class at a dotted location, following the arms list into each arm's own class by `type`."""
+    model: Any = Experiment
+    node: Any = raw
+    for part in loc:
+        if part.isdigit():
+            node = node[int(part)] if isinstance(node, list) and int(part) < len(node) else None
+            if model == "arm":
+                try:
+                    model = registry.module_of(str(node.get("type")) if isinstance(node, dict) else "").Config
+                except ValueError:
+                    return None
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        node = node.get(part) if isinstance(node, dict) else None
+        model = "arm" if model is Experiment and part == "arms" else _model_in(field.annotation)
+    return model if isinstance(model, type) else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for inner in get_args(annotation) if (found := _model_in(inner)) is not None), None)
 
 
 def _line_of(text: str, loc: list[str]) -> int | None:

@@ -133,6 +133,8 @@ class Prediction:
 
     `raw` is what the model said before parsing; `scores` holds per-label scores (log-likelihoods or
     probabilities) when the arm has them; `error` is set, and `prediction` empty, when the call failed.
+    `metadata` is the test example's own (a table's other columns: drug, condition, date ...), so a person
+    reading predictions/<arm>.jsonl sees which group each answer belongs to.
     """
 
     id: str
@@ -147,6 +149,7 @@ class Prediction:
     scores: dict[str, float] | None = None
     cached: bool = False
     error: str | None = None
+    metadata: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

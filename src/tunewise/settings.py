@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -19,16 +19,30 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    path: Path = Field(description="Data file (JSONL, JSON, CSV or Parquet). Relative paths are relative to the YAML file. "
-                                   "The special value `bundled:bbc-news` is the bundled BBC News dataset.")
-    format: Literal["jsonl", "json", "csv", "parquet"] | None = Field(None, description="Container format; default: from the extension.")
+    path: Path = Field(description="Data file (JSONL, JSON, CSV/TSV, Parquet or Excel .xlsx). Relative paths are relative "
+                                   "to the YAML file. The special value `bundled:bbc-news` is the bundled BBC News dataset.")
+    format: Literal["jsonl", "json", "csv", "parquet", "xlsx"] | None = Field(None, description="Container format; default: from the extension.")
     mapping: dict[str, str] | None = Field(None, description="Column mapping, e.g. {input: body, output: category}, when the "
-                                                             "data does not use a standard shape.")
+                                                             "data does not use a standard shape; roles: input, output, "
+                                                             "system, instruction, id. Default: inferred from the columns "
+                                                             "of a table (`tunewise check` prints the guess).")
+    encoding: str | None = Field(None, description="Text encoding of the file, e.g. cp1252 or utf-16; default: UTF-8, "
+                                                   "with lines in a legacy encoding detected and reported.")
+    sheet: str | None = Field(None, description="Excel workbooks: the sheet to read; default: the first.")
+    test: Path | None = Field(None, description="Your own test file (same columns as `path`), used as the test split "
+                                                "instead of a random one; checked like `path`. Relative to the YAML file.")
+    val: Path | None = Field(None, description="Your own validation file; default: drawn from `path` "
+                                               "(split.val_fraction of it).")
+    allow_leakage: bool = Field(False, description="Run even when test or validation inputs also appear (exactly or "
+                                                   "as near duplicates) in the training data; scores will be optimistic.")
 
 
 class TaskConfig(Strict):
     type: Literal["classify", "extract", "generate"] = Field(description="What the model must do with each input.")
-    labels: list[str] | None = Field(None, description="Classification labels; default: every label in the training split.")
+    labels: list[str] | dict[str, str] | None = Field(
+        None, description="Classification labels; default: every label in the training split. A mapping from the "
+                          "file's codes to names ({\"0\": negative, \"1\": positive}) makes prompts use the names and "
+                          "maps predictions back to the codes.")
     instructions: str | None = Field(None, description="Task instructions given to prompted models; default: the task's own.")
     json_schema: dict[str, Any] | None = Field(None, description="For extract: the JSON schema answers must follow.")
     max_input_words: int = Field(200, ge=8, description="Inputs (and exemplars) are cut to this many words in prompts, "
@@ -38,6 +52,26 @@ class TaskConfig(Strict):
                                        "and make k-shot prompts several times cheaper to score.")
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget for extract/generate tasks.")
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> Any:
+        """YAML reads `{0: negative}` with an integer key and `[0, 1]` as integers; labels in files are text."""
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [v if isinstance(v, str) else str(v) for v in value]
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _names_distinct(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            names = list(value.values())
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"label names must be distinct; {repeated} name more than one code")
+        return value
+
 
 class SplitConfig(Strict):
     seed: int = Field(13, description="Seed of the frozen split and of every sampled choice (exemplars, subsets).")
@@ -46,6 +80,10 @@ class SplitConfig(Strict):
     stratify: bool = Field(True, description="Keep label proportions equal across splits.")
     max_test: int | None = Field(None, ge=1, description="Evaluate every arm on this many test examples (a stratified, "
                                                           "seeded subset) to bound time on a CPU; default: the whole test split.")
+    by: str | None = Field(None, description="A date/time column (example metadata): the newest test_fraction of the "
+                                             "rows is the test split and the next newest val_fraction the validation "
+                                             "split, instead of a random draw. Rows whose date cannot be read are "
+                                             "reported and left out.")
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> SplitConfig:

@@ -54,7 +54,8 @@ class ArmContext:
     ranks: Ranks = Ranks(0, 1)
 
     def store(self, arm_name: str) -> PredictionStore:
-        return PredictionStore(self.run_dir / "predictions" / f"{arm_name}{self.store_suffix}.jsonl")
+        metadata = {e.id: e.metadata for e in self.test if e.metadata}
+        return PredictionStore(self.run_dir / "predictions" / f"{arm_name}{self.store_suffix}.jsonl", metadata)
 
     def local_model(self, model: str, precision: str) -> Any:
         """A LocalLM shared across arms, loaded on first use."""

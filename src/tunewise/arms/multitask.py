@@ -77,7 +77,8 @@ def chat_examples(examples: list[Example], task: Task, variant: str, prefix: str
     render = prompt(task, variant, prefix)
     out = []
     for e in examples:
-        reply = e.label if task.labels else e.output.strip()
+        # a labelled task answers with the label's name when it has one (task.labels as a mapping)
+        reply = getattr(task, "option", str)(e.label) if task.labels else e.output.strip()
         messages = tuple(Message(m["role"], m["content"]) for m in render(e)) + (Message("assistant", reply),)
         out.append(Example(id=e.id, messages=messages, line=e.line, metadata=e.metadata, synthetic=e.synthetic))
     return out
@@ -98,7 +99,7 @@ def load_tasks(arm: FinetuneArm, ctx: ArmContext) -> list[TaskData]:
 
         def freeze(extra: ExtraTask = extra, field: str = field, folder: Path = folder,
                    split: Any = split) -> dict[str, list[Example]]:
-            data = read_data(task_data_path(extra), extra.data, field)
+            data = read_data(task_data_path(extra), extra.data, field, task=extra.task.type)
             _check_fit(extra, data.examples, arm.name)
             return frozen_split(folder, data.examples, split)
 

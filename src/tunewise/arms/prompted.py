@@ -43,6 +43,8 @@ class LabelScoring:
     dtype: str
     labels: list[str]
     batch_size: int = 8
+    # The data's codes when `labels` are their names (task.labels as a mapping): scores are keyed by code.
+    codes: list[str] | None = None
 
     @property
     def lm(self) -> Any:
@@ -59,7 +61,7 @@ class LabelScoring:
         answers = []
         for prompt, row in zip(prompts, scores):
             best = max(range(len(self.labels)), key=lambda i: (row[i], -i))
-            answers.append({"raw": self.labels[best], "scores": dict(zip(self.labels, row)),
+            answers.append({"raw": self.labels[best], "scores": dict(zip(self.codes or self.labels, row)),
                             "prompt_tokens": len(self.lm.render(prompt)), "completion_tokens": 0, "latency_s": each})
         return answers
 
@@ -119,7 +121,9 @@ def model_backend(model: str, precision: str, batch_size: int, ctx: ArmContext, 
     dtype = str(choose_precision("auto", precision).dtype)
     load = lambda: ctx.local_model(model, precision)  # noqa: E731
     if ctx.task.labels:
-        return LabelScoring(load, ctx.model_id(model), dtype, list(ctx.task.labels), batch_size)
+        options = list(getattr(ctx.task, "options", ctx.task.labels))
+        codes = list(ctx.task.labels) if options != list(ctx.task.labels) else None
+        return LabelScoring(load, ctx.model_id(model), dtype, options, batch_size, codes)
     if ctx.task.name == "extract":
         return SchemaGeneration(load, ctx.model_id(model), dtype, max_new_tokens, batch_size,
                                 schema=getattr(ctx.task, "schema", None))

@@ -13,55 +13,31 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from tunewise.cli.init_command import init
+from tunewise.cli.shared import (
+    EncodingOpt,
+    FormatOpt,
+    MapOpt,
+    MaxLineOpt,
+    ModelOpt,
+    RunsOpt,
+    SheetOpt,
+    TaskOpt,
+    cannot_write,
+    console,
+    err,
+    existing,
+    fail,
+    mapping_of,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Should you fine-tune? Measure it on your own data.")
-console = Console()
-err = Console(stderr=True)
-
-TaskOpt = Annotated[str | None, typer.Option("--task", help="classify | extract | generate (default: inferred)")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Tokenizer/model: local folder or hub id (default: bundled SmolLM2)")]
-MapOpt = Annotated[list[str] | None, typer.Option("--map", help="Column mapping ROLE=COLUMN, e.g. --map input=body --map output=category")]
-FormatOpt = Annotated[str | None, typer.Option("--format", help="jsonl | json | csv | parquet (default: from the extension)")]
-RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run folders and the registry live")]
-MaxLineOpt = Annotated[int, typer.Option("--max-line-bytes", min=1, max=2**31 - 1,
-                                         help="JSONL lines and CSV fields longer than this are errors")]
-
-
 @app.callback()
 def _root() -> None:
     """Should you fine-tune? Measure it on your own data."""
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print("[bold red]error:[/] " + escape(message))
-    return typer.Exit(code)
-
-
-def _mapping(items: list[str] | None):
-    from tunewise.data.shapes import ColumnMapping, MappingError
-
-    if not items:
-        return None
-    try:
-        return ColumnMapping.parse(items)
-    except MappingError as exc:
-        raise fail(str(exc)) from None
-
-
-def _existing(path: Path) -> Path:
-    if not path.exists():
-        raise fail(f"{path}: no such file")
-    if path.is_dir():
-        raise fail(f"{path} is a folder; give a data file (.jsonl, .json, .csv or .parquet)")
-    return path
-
-
-def _cannot_write(path: Path | None, exc: OSError) -> typer.Exit:
-    where = exc.filename or path
-    return fail(f"cannot write {where}: {exc.strerror or exc}; choose a writable path")
 
 
 @app.command()
@@ -70,12 +46,15 @@ def check(
     task: TaskOpt = None,
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    fix: Annotated[Path | None, typer.Option("--fix", help="Write a cleaned copy to this path (JSONL)")] = None,
+    fix: Annotated[Path | None, typer.Option("--fix", help="Write a cleaned copy to this path (JSONL; .csv/.tsv for a table)")] = None,
     redact_pii: Annotated[bool, typer.Option("--redact-pii", help="With --fix: replace personal data and secrets")] = False,
+    unescape_html: Annotated[bool, typer.Option("--unescape-html", help="With --fix: decode HTML entities, drop tags")] = False,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
     no_pii: Annotated[bool, typer.Option("--no-pii", help="Skip the PII and secrets scan")] = False,
     max_line_bytes: MaxLineOpt = 4 * 1024 * 1024,
+    encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Report every problem in a data file, line by line, before any compute is spent. Exit 2 on errors."""
     from tunewise.data.check_report import check_file
@@ -83,14 +62,14 @@ def check(
     from tunewise.data.checks import CheckOptions
     from tunewise.data.fix import FixError, fix_file
 
-    _existing(data)
-    if redact_pii and fix is None:
-        raise fail("--redact-pii works on the cleaned copy: add --fix OUT.jsonl")
-    column_mapping = _mapping(mapping)
+    existing(data)
+    if (redact_pii or unescape_html) and fix is None:
+        raise fail(f"{'--redact-pii' if redact_pii else '--unescape-html'} works on the cleaned copy: add --fix OUT.jsonl")
+    column_mapping = mapping_of(mapping)
     try:
         with err.status(f"Checking {escape(str(data))} …", spinner="dots") if not as_json else nullcontext():
-            report = check_file(data, task=task, model=model, fmt=fmt, mapping=column_mapping,
-                                max_line_bytes=max_line_bytes, options=CheckOptions(scan_pii=not no_pii))
+            report = check_file(data, task=task, model=model, fmt=fmt, mapping=column_mapping, encoding=encoding,
+                                sheet=sheet, max_line_bytes=max_line_bytes, options=CheckOptions(scan_pii=not no_pii))
     except ValueError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -99,15 +78,17 @@ def check(
         render_check(report, console)
     if fix is not None:
         try:
-            result = fix_file(report, fix, redact_pii=redact_pii)
+            result = fix_file(report, fix, redact_pii=redact_pii, unescape_html=unescape_html)
         except FixError as exc:
             raise fail(str(exc)) from None
         except OSError as exc:
-            raise _cannot_write(fix, exc) from None
+            raise cannot_write(fix, exc) from None
         out = err if as_json else console
         out.print(f"[bold]fixed:[/] kept {result.kept:,}, dropped {result.dropped:,}, repaired {result.repaired:,}, "
                   f"redacted {result.redacted:,} span(s) -> {escape(str(result.output))} "
                   f"(report: {escape(str(result.report_path))})")
+        if result.dropped_labels:
+            out.print(f"dropped by label: {escape(result.label_summary())}", soft_wrap=True)
         if result.warning:
             out.print(f"[yellow]warning:[/] {escape(result.warning)}")
     raise typer.Exit(report.exit_code)
@@ -131,6 +112,8 @@ def advise(
     as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON")] = False,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
+    encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Before any compute: is this data (and your situation) ready for fine-tuning? Checklist and candidate models."""
     from tunewise.advise.catalog import CatalogError, load_catalog
@@ -140,14 +123,14 @@ def advise(
     from tunewise.data.check_report import check_file
     from tunewise.data.checks import CheckOptions
 
-    _existing(data)
+    existing(data)
     if change_rate is not None and change_rate not in ("low", "medium", "high"):
         raise fail(f"--change-rate {change_rate!r}: use low, medium or high")
     try:
         models, source = load_catalog(catalog)
         with err.status(f"Checking {escape(str(data))} …", spinner="dots") if not as_json else nullcontext():
-            report = check_file(data, task=task, model=model, fmt=fmt, mapping=_mapping(mapping),
-                                options=CheckOptions(scan_pii=not no_pii))
+            report = check_file(data, task=task, model=model, fmt=fmt, mapping=mapping_of(mapping), encoding=encoding,
+                                sheet=sheet, options=CheckOptions(scan_pii=not no_pii))
     except (CatalogError, ValueError) as exc:
         raise fail(str(exc)) from None
     requirements = Requirements(volume_per_day=volume, privacy=privacy, change_rate=change_rate,  # type: ignore[arg-type]
@@ -173,6 +156,8 @@ def split(
     runs_dir: RunsOpt = Path("runs"),
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
+    encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Deterministic stratified train/val/test split; duplicates and near duplicates never cross splits."""
     from tunewise.data.split import SplitError
@@ -180,14 +165,15 @@ def split(
     from tunewise.pipeline.split_file import split_file
     from tunewise.store.runs import RunError
 
-    _existing(data)
+    existing(data)
     try:
         outcome = split_file(data, seed=seed, val_fraction=val, test_fraction=test, stratify=not no_stratify,
-                             fmt=fmt, mapping=_mapping(mapping), out_dir=out, runs_root=runs_dir, force=force)
+                             fmt=fmt, mapping=mapping_of(mapping), out_dir=out, runs_root=runs_dir, force=force,
+                             encoding=encoding, sheet=sheet)
     except (SplitError, RunError, ValueError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
-        raise _cannot_write(out or runs_dir, exc) from None
+        raise cannot_write(out or runs_dir, exc) from None
     render_split(outcome, console)
 
 
@@ -198,6 +184,7 @@ def leakage(
     as_json: Annotated[bool, typer.Option("--json", help="Print leaks as JSON")] = False,
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
+    encoding: EncodingOpt = None,
 ) -> None:
     """Find examples of SECOND whose input also appears (exactly or normalised) in FIRST. Exit 2 on leaks."""
     from rich.table import Table
@@ -205,11 +192,11 @@ def leakage(
     from tunewise.data.formats import read_examples
     from tunewise.data.split import find_leakage
 
-    column_mapping = _mapping(mapping)
+    column_mapping = mapping_of(mapping)
     datasets = []
     for path in (first, second):
         try:
-            data = read_examples(_existing(path), fmt=fmt, mapping=column_mapping)
+            data = read_examples(existing(path), fmt=fmt, mapping=column_mapping, encoding=encoding)
         except ValueError as exc:
             raise fail(str(exc)) from None
         if not data.examples or data.error_lines or data.truncated_at:
@@ -277,28 +264,7 @@ def assets(
     raise typer.Exit(2 if problems or not all(r.ready for r in rows) else 0)
 
 
-@app.command()
-def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the experiment file")] = Path("experiment.yaml"),
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file")] = False,
-    explain: Annotated[bool, typer.Option("--explain", help="Print every field and what it means instead")] = False,
-) -> None:
-    """Write a commented example experiment to edit."""
-    from importlib.resources import files
-
-    from tunewise.config import dump_schema_doc
-    from tunewise.store.atomic import atomic_write_text
-
-    if explain:
-        console.print(dump_schema_doc(), markup=False, highlight=False)
-        return
-    if path.exists() and not force:
-        raise fail(f"{path} exists; pass --force to replace it")
-    try:
-        atomic_write_text(path, files("tunewise.templates").joinpath("experiment.yaml").read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise _cannot_write(path, exc) from None
-    console.print(f"wrote {escape(str(path))}: set data.path and the task, then `tunewise run {escape(str(path))}`")
+app.command()(init)
 
 
 @app.command()
@@ -340,7 +306,7 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
     from tunewise.store.runs import RunError
     from tunewise.train.ranks import RankError, launched, start
 
-    _existing(path)
+    existing(path)
     ranks = launched()
     try:
         config = load_experiment(path, overrides)
@@ -366,7 +332,7 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
     except (ConfigError, ExperimentError, RunError) as exc:
         raise fail(str(exc) if ranks.main else f"process {ranks.rank}: {exc}") from None
     except OSError as exc:
-        raise _cannot_write(None, exc) from None
+        raise cannot_write(None, exc) from None
     if not ranks.main:
         raise typer.Exit(0)
     render_result(result, console)
@@ -395,7 +361,7 @@ def report(
     except (EvidenceError, RunError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
-        raise _cannot_write(run_dir, exc) from None
+        raise cannot_write(run_dir, exc) from None
     render_verdict(results["verdict"], run_dir, console)
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.data.checks import TASKS, CheckOptions, infer_task, run_checks
-from tunewise.data.codes import issue
+from tunewise.data.codes import FILE_STOPPERS, issue
 from tunewise.data.formats import Dataset, read_examples
-from tunewise.data.readers import DEFAULT_MAX_LINE_BYTES
+from tunewise.data.records import DEFAULT_MAX_LINE_BYTES
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.stats import dataset_stats
 from tunewise.data.tokens import TokenCounter, load_counter
@@ -66,6 +66,8 @@ class CheckReport:
                 "by_code": dict(sorted(self.counts_by_code().items())),
             },
             "stats": self.stats,
+            "encoding": self.dataset.encoding,
+            "inferred": self.dataset.inferred.to_json() if self.dataset.inferred else None,
             "issues": [i.to_dict() for i in self.issues],
         }
 
@@ -82,11 +84,14 @@ def check_file(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     context_length: int | None = None,
     options: CheckOptions = CheckOptions(),
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> CheckReport:
     """Check `path` in one pass. Raises only for bad arguments (an unknown task), never for bad data."""
     if task is not None and task not in TASKS:
         raise ValueError(f"--task {task!r} is not one of {', '.join(TASKS)}")
-    data = read_examples(path, fmt=fmt, shape=shape, mapping=mapping, max_line_bytes=max_line_bytes)
+    data = read_examples(path, fmt=fmt, shape=shape, mapping=mapping, max_line_bytes=max_line_bytes, encoding=encoding,
+                         sheet=sheet, task=task)
     issues = list(data.issues)
     if counter is None:
         counter, fallback = load_counter(model)
@@ -95,7 +100,7 @@ def check_file(
     resolved_task = task or infer_task(data.examples, data.shape)
     limit = context_length or counter.context_length
     lengths = counter.lengths(data.examples)
-    if data.examples or not any(i.code == "empty_file" for i in issues):
+    if data.examples or not any(i.code in FILE_STOPPERS for i in issues):
         issues += run_checks(data.examples, data.shape, resolved_task, lengths, limit, options)
     issues.sort(key=lambda i: i.line if i.line is not None else 0)
     stats = dataset_stats(data.examples, lengths, resolved_task)

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunewise.data.check_report import CheckReport
-from tunewise.data.codes import CODES
+from tunewise.data.codes import CODES, FILE_STOPPERS
+from tunewise.data.infer import Inference, mapping_items
 from tunewise.schema import Issue, Severity
 
 FIRST_LINES = 6
@@ -25,17 +26,49 @@ def render_check(report: CheckReport, console: Console) -> None:
     console.print(
         f"[bold]{escape(str(report.path))}[/]  format={report.format} shape={report.shape or '?'} task={report.task}  "
         f"lines={data.lines_seen:,} valid examples={len(data.examples):,}"
+        + (f" encoding={data.encoding}" if data.encoding else "")
     )
+    if data.inferred is not None:
+        render_inference(report, data.inferred, console)
     if report.issues:
         console.print(_issue_table(report.issues))
         _render_hints(report.issues, console)
     _render_stats(report, console)
     errors, warnings = len(report.errors), len(report.warnings)
-    if errors:
+    if any(i.code in FILE_STOPPERS for i in report.errors):  # --fix cannot repair these: say what can
+        console.print(f"[bold red]✗ {errors:,} error(s)[/], {warnings:,} warning(s). Fix the problem above (see "
+                      "How to fix) before training.")
+    elif errors:
         console.print(f"[bold red]✗ {errors:,} error(s)[/], {warnings:,} warning(s). "
                       "Fix the errors (or run `tunewise check --fix OUT`) before training.")
     else:
         console.print(f"[bold green]✓ no errors[/], {warnings:,} warning(s).")
+
+
+def render_inference(report: CheckReport, inferred: Inference, console: Console) -> None:
+    """The guessed mapping with the exact lines that override it, or (when unsure) every column to choose from."""
+    path = escape(str(report.path))
+    if inferred.mapping is not None:
+        roles = ", ".join(f"{role}={escape(column)}" for role, column in mapping_items(inferred.mapping))
+        console.print(f"[bold]inferred columns[/] ({inferred.confidence} confidence): {roles}")
+        for reason in inferred.reasons:
+            console.print(f"  · {escape(reason)}")
+        rest = [c for c in report.dataset.columns if c not in inferred.mapping.used()]
+        if rest:
+            console.print(f"  · kept as metadata on every example: {escape(', '.join(rest))}")
+        console.print(f"  to override: tunewise check {path} {escape(inferred.map_args())}\n"
+                      f"  or in the experiment YAML: {escape(inferred.yaml_line())}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=escape(f"Columns of {report.path.name}: which is the input, which the answer?"))
+    for name in ("column", "type", "filled", "distinct", "mean chars", "examples"):
+        table.add_column(name, overflow="fold")
+    for p in inferred.profiles:
+        table.add_row(escape(p.name), p.kind, f"{p.filled:,}", f"{p.distinct:,}", f"{p.mean_chars:.0f}",
+                      escape(" | ".join(e[:30] for e in p.examples)))
+    console.print(table)
+    console.print(f"[bold red]cannot infer the mapping:[/] {escape(inferred.problem or '')}.\n"
+                  f"  Name the columns, e.g.: tunewise check {path} {escape(inferred.map_args())}\n"
+                  f"  or in the experiment YAML: {escape(inferred.yaml_line())}", highlight=False, soft_wrap=True)
 
 
 def _issue_table(issues: list[Issue]) -> Table:
@@ -65,7 +98,7 @@ def _render_hints(issues: list[Issue], console: Console) -> None:
         seen.setdefault(found.code, found.hint)
     console.print("[bold]How to fix[/]")
     for code, hint in seen.items():
-        console.print(f"  [cyan]{code}[/]: {escape(hint)}", highlight=False)
+        console.print(f"  [cyan]{code}[/]: {escape(hint)}", highlight=False, soft_wrap=True)
 
 
 def _render_stats(report: CheckReport, console: Console) -> None:

@@ -1,7 +1,7 @@
 """Dataset-level checks: the problems you only see when you look at all examples together.
 
 Duplicates, near duplicates, conflicting labels, context overflow, output-length outliers, label coverage
-and balance, personal data and secrets. Structural problems of single records are found earlier, by
+and balance, text hygiene (HTML, control characters, mojibake, junk metadata), personal data and secrets. Structural problems of single records are found earlier, by
 `shapes`. Everything here works on `Example`s and token counts; it knows nothing about file formats.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tunewise.data import privacy
 from tunewise.data.codes import issue
+from tunewise.data.hygiene import hygiene_checks
 from tunewise.data.textnorm import normalise
 from tunewise.data.tokens import Lengths
 from tunewise.schema import Example, Issue
@@ -89,6 +90,7 @@ def run_checks(examples: Sequence[Example], shape: str | None, task: str, length
     if task == "extract":
         issues += [issue("output_not_json", "the answer does not parse as a JSON object", line=e.line,
                          field=output_field(shape, e)) for e in examples if not _is_json_object(e.output)]
+    issues += hygiene_checks(examples, lambda e, index: content_field(shape, e, index))
     if options.scan_pii:
         issues += _privacy_checks(examples, shape)
     return issues

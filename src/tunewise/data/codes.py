@@ -27,7 +27,10 @@ CODES: dict[str, Code] = {
     "unreadable_file": Code(E, "file cannot be read", "Check the path and permissions."),
     "invalid_parquet": Code(E, "not a readable Parquet file", "Re-export the file with pandas/pyarrow `to_parquet`."),
     "invalid_csv": Code(E, "CSV row cannot be parsed", "Quote fields containing commas, quotes or newlines; keep one value per column."),
-    "invalid_utf8": Code(E, "bytes are not valid UTF-8", "Re-save the file as UTF-8 (for JSONL, `--fix` re-decodes such lines as Windows-1252)."),
+    "invalid_utf8": Code(E, "bytes are not valid UTF-8", "Re-save the file as UTF-8, or pass --encoding with the file's encoding (for JSONL, `--fix` re-decodes such lines as Windows-1252)."),
+    "invalid_xlsx": Code(E, "not a readable Excel workbook", "Re-save the workbook as .xlsx from Excel or LibreOffice, or export the sheet as CSV."),
+    "columns_not_inferred": Code(E, "cannot tell which columns are the input and the answer", "Name them: --map input=COLUMN --map output=COLUMN (in the experiment YAML: data: {mapping: {input: COLUMN, output: COLUMN}})."),
+    "unknown_column": Code(E, "the mapping names a column the file does not have", "Map to one of the file's columns (listed in the message)."),
     "invalid_json": Code(E, "line is not valid JSON", "Fix the JSON syntax at the given column (trailing commas and single quotes are not JSON)."),
     "nesting_too_deep": Code(E, "JSON nested too deeply to parse", "Flatten the record; examples need only a few levels."),
     "line_too_long": Code(E, "line or field exceeds the size limit", "Split or shorten the example, or raise --max-line-bytes."),
@@ -49,6 +52,13 @@ CODES: dict[str, Code] = {
     "blank_line": Code(W, "blank line skipped", "Remove empty lines (`--fix` does)."),
     "utf8_bom": Code(W, "UTF-8 byte-order mark", "Save without BOM (`--fix` strips it)."),
     "crlf_line_ending": Code(W, "Windows line ending (CRLF)", "Use \\n line endings (`--fix` normalises them)."),
+    "legacy_encoding": Code(W, "not UTF-8: read in another encoding", "Check a few of these lines read right (else pass --encoding); `--fix` writes the file as UTF-8."),
+    "html_entities": Code(W, "HTML entities in text (&#039;, &amp; ...)", "Decode them: `--fix OUT --unescape-html` writes the characters they stand for."),
+    "html_markup": Code(W, "HTML markup in text (<br />, <p> ...)", "Strip the tags before training: `--fix OUT --unescape-html` turns <br /> into line breaks and drops other tags."),
+    "control_characters": Code(W, "control characters in text", "Remove them (`--fix` does); they are invisible and split tokens oddly."),
+    "mojibake": Code(W, "text decoded with the wrong codec (mojibake such as Ã© or â€™)", "Re-export the data as UTF-8, or pass the right --encoding; `--fix` repairs the common cases (ftfy)."),
+    "metadata_junk": Code(W, "placeholder or odd values in a metadata column", "Blank them or fix them in the source; a classical model or a slice report would treat them as real values."),
+    "unparseable_date": Code(W, "a date that cannot be parsed", "Write dates as YYYY-MM-DD (or any one unambiguous format); rows without a date cannot be ordered in time."),
     "format_mismatch": Code(W, "content does not match the file extension", "Rename the file to match its content (.jsonl for one object per line)."),
     "duplicate_example": Code(W, "exact duplicate of an earlier example", "Drop the repeat (`--fix` does); duplicates inflate scores and leak across splits."),
     "near_duplicate": Code(W, "near duplicate of an earlier example (same words)", "Drop or vary it; `split` keeps near duplicates in one split."),
@@ -67,6 +77,11 @@ CODES: dict[str, Code] = {
     "pii_ssn": Code(W, "US social security number pattern", "Remove it (`--fix --redact-pii`)."),
     "secret": Code(W, "credential or key", "Remove and rotate the secret; never train on credentials (`--fix --redact-pii`)."),
 }
+
+
+# Problems that leave nothing to check or run: dataset-level checks would only add "0 valid examples" to them,
+# and `tunewise run` says them in their own words instead of counting lines with errors.
+FILE_STOPPERS = frozenset({"empty_file", "columns_not_inferred", "unknown_column"})
 
 
 def issue(

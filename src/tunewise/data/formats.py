@@ -1,7 +1,9 @@
 """Read any supported data file into examples plus issues: the one entry point every stage uses.
 
-Composes `readers` (bytes -> records, per container format) and `shapes` (records -> examples). Ids are
-made unique here because uniqueness is a property of the whole file, not of one record.
+Composes `readers` (bytes -> records, per container format), `infer` (which columns of a table are the input
+and the answer, when no standard shape matches) and `shapes` (records -> examples). Ids are made unique here,
+and a mapping's columns are checked against the file here, because both are properties of the whole file,
+not of one record.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunewise.data.readers import DEFAULT_MAX_LINE_BYTES, read_file
+from tunewise.data.codes import issue
+from tunewise.data.infer import Inference, infer_columns
+from tunewise.data.readers import read_file
+from tunewise.data.records import DEFAULT_MAX_LINE_BYTES, TABULAR, RawRecord
 from tunewise.data.shapes import SHAPES, ColumnMapping, detect_shape, to_example
 from tunewise.schema import Example, Issue
 
@@ -28,6 +33,12 @@ class Dataset:
     lines_seen: int = 0
     mapping: ColumnMapping | None = None
     truncated_at: int | None = None
+    # Set when the mapping was guessed from the columns (see infer.py), to be printed with its override.
+    inferred: Inference | None = None
+    encoding: str | None = None
+    columns: list[str] = field(default_factory=list)
+    # The label (mapped output) of every record that had one, valid or not: `--fix` reports what it drops.
+    labels_by_line: dict[int, str] = field(default_factory=dict)
 
     @property
     def error_lines(self) -> set[int]:
@@ -41,21 +52,43 @@ def read_examples(
     shape: str | None = None,
     mapping: ColumnMapping | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    task: str | None = None,
 ) -> Dataset:
-    """Read `path`; never raises on bad content (see `Dataset.issues`)."""
+    """Read `path`; never raises on bad content (see `Dataset.issues`). A table in no standard shape and with no
+    mapping gets one inferred for `task` (classification when None and a label column exists)."""
     path = Path(path)
     if shape is not None and shape not in SHAPES:
         raise ValueError(f"shape {shape!r} is not one of {', '.join(SHAPES)}")
-    outcome = read_file(path, fmt, max_line_bytes=max_line_bytes)
+    outcome = read_file(path, fmt, max_line_bytes=max_line_bytes, encoding=encoding, sheet=sheet)
     chosen = shape if mapping is None else "mapped"
     if chosen is None:
         chosen = detect_shape(outcome.records)
     data = Dataset(path=path, format=outcome.format, shape=chosen, issues=list(outcome.issues),
-                   lines_seen=outcome.lines_seen, mapping=mapping,
-                   truncated_at=outcome.truncated_at)
+                   lines_seen=outcome.lines_seen, mapping=mapping, truncated_at=outcome.truncated_at,
+                   encoding=outcome.encoding, columns=_columns(outcome.records))
+    tabular = outcome.format in TABULAR and (outcome.format != "json" or _flat(outcome.records))
+    if chosen is None and tabular and outcome.records:
+        data.inferred = infer_columns(outcome.records, task)
+        if data.inferred.mapping is None:
+            data.issues.append(_not_inferred(path, data.inferred))
+            return data
+        data.mapping, data.shape = data.inferred.mapping, "mapped"
+    if data.mapping is not None and outcome.records and _unknown_columns(data, data.mapping) and tabular:
+        return data  # a table's columns are its header: one error says it all, not one per row
+    _convert(outcome.records, data)
+    data.issues.sort(key=lambda i: i.line if i.line is not None else 0)
+    return data
+
+
+def _convert(records: list[RawRecord], data: Dataset) -> None:
     seen_ids: set[str] = set()
-    for record in outcome.records:
-        example, problems = to_example(record, None if chosen == "mapped" else chosen, mapping)
+    output_key = data.mapping.output if data.mapping else {"text_label": "label"}.get(data.shape or "", "output")
+    for record in records:
+        if isinstance(record.value, dict) and isinstance(record.value.get(output_key), (str, int, float)):
+            data.labels_by_line[record.line] = str(record.value[output_key]).strip()
+        example, problems = to_example(record, None if data.shape == "mapped" else data.shape, data.mapping)
         data.issues.extend(problems)
         if example is None:
             continue
@@ -65,5 +98,40 @@ def read_examples(
         seen_ids.add(example.id)
         data.examples.append(example)
         data.raw[record.line] = record.value
-    data.issues.sort(key=lambda i: i.line if i.line is not None else 0)
-    return data
+
+
+def _columns(records: list[RawRecord]) -> list[str]:
+    names: dict[str, None] = {}
+    for record in records[:1000]:
+        if isinstance(record.value, dict):
+            names.update(dict.fromkeys(record.value))
+    return list(names)
+
+
+def _flat(records: list[RawRecord]) -> bool:
+    """JSON records that are rows of a table (dicts of scalars), not chat transcripts or nested documents."""
+    sample = [r.value for r in records[:200]]
+    return bool(sample) and all(isinstance(v, dict) and not any(isinstance(x, (dict, list)) for x in v.values())
+                                for v in sample)
+
+
+def _not_inferred(path: Path, inference: Inference) -> Issue:
+    listing = ", ".join(f"{p.name} ({p.kind})" for p in inference.profiles)
+    return issue("columns_not_inferred", f"{inference.problem}; the columns of {path.name} are {listing}",
+                 hint=f"Name the columns, e.g.: tunewise check {path} {inference.map_args()} (edit the column names; "
+                      f"in the experiment YAML: {inference.yaml_line()})")
+
+
+def _unknown_columns(data: Dataset, mapping: ColumnMapping) -> bool:
+    """A mapped column no record has is one error naming the file's columns, not one error per line."""
+    missing = sorted(c for c in mapping.used() if c not in data.columns)
+    if not missing:
+        return False
+    shown = ", ".join(repr(c) for c in data.columns)
+    for column in missing:
+        role = next(r for r in ("input", "output", "system", "instruction", "id") if getattr(mapping, r) == column)
+        data.issues.append(issue("unknown_column", f"{role}={column!r}: {column!r} is not a column of "
+                                 f"{data.path.name}; its columns are {shown}", field=role,
+                                 hint=f"Map {role} to one of {shown} (--map {role}=COLUMN, or data.mapping.{role} "
+                                      "in the experiment YAML)."))
+    return True

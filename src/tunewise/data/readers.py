@@ -1,6 +1,7 @@
 """Turn a file's bytes into raw records (line number + parsed value), reporting what cannot be parsed.
 
-One reader per container format: JSONL, JSON (an array, or an object holding one), CSV and Parquet.
+One reader per container format: JSONL and JSON (an array, or an object holding one) here; CSV/TSV, Parquet
+and Excel in tabular.py. Text that may not be UTF-8 is decoded by encoding.py.
 Readers never raise on bad content: every defect becomes an Issue with its line (and column where the
 format has one) and reading goes on, so one pass reports everything. Readers know nothing about shapes
 (chat, prompt/completion...) or tasks; `shapes.py` turns raw records into examples.
@@ -8,42 +9,20 @@ format has one) and reading goes on, so one pass reports everything. Readers kno
 
 from __future__ import annotations
 
-import base64
-import csv
 import io
 import json
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunewise.data.codes import issue
+from tunewise.data.encoding import check_codec, decode_bytes
+from tunewise.data.records import BOM, DEFAULT_MAX_LINE_BYTES, RawRecord, ReadOutcome
+from tunewise.data.tabular import read_csv, read_parquet, read_xlsx
 from tunewise.schema import Issue
 
-BOM = b"\xef\xbb\xbf"
-DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
-FORMATS = ("jsonl", "json", "csv", "parquet")
+FORMATS = ("jsonl", "json", "csv", "parquet", "xlsx")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
-             ".parquet": "parquet", ".pq": "parquet"}
-
-
-@dataclass(slots=True)
-class RawRecord:
-    line: int
-    value: Any
-
-
-@dataclass(slots=True)
-class ReadOutcome:
-    """Everything a reader found: parsed records, issues, and facts `--fix` needs about the bytes."""
-
-    format: str
-    records: list[RawRecord] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    lines_seen: int = 0
-    # Set when a defect stopped reading (a JSON syntax error): records after this line were never seen,
-    # so `--fix` must refuse rather than write a file that silently lacks them.
-    truncated_at: int | None = None
+             ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
 
 
 def detect_format(path: Path, head: bytes) -> str | None:
@@ -61,8 +40,14 @@ def detect_format(path: Path, head: bytes) -> str | None:
     return None
 
 
-def read_file(path: Path, fmt: str | None = None, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ReadOutcome:
-    """Read `path` in the given or detected format. Never raises for bad content."""
+def read_file(path: Path, fmt: str | None = None, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+              encoding: str | None = None, sheet: str | None = None) -> ReadOutcome:
+    """Read `path` in the given or detected format. Never raises for bad content (only for bad arguments:
+    an unknown --format, --encoding or --sheet)."""
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise ValueError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if encoding is not None:
+        check_codec(encoding)
     try:
         with open(path, "rb") as handle:
             head = handle.read(4096)
@@ -70,21 +55,26 @@ def read_file(path: Path, fmt: str | None = None, *, max_line_bytes: int = DEFAU
         out = ReadOutcome(format=fmt or "unknown")
         out.issues.append(issue("unreadable_file", f"{path}: {exc.strerror or exc}"))
         return out
-    if fmt is not None and fmt.lower() not in FORMATS:
-        raise ValueError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     fmt = fmt.lower() if fmt else detect_format(path, head)
     if fmt is None:
         out = ReadOutcome(format="unknown")
         out.issues.append(issue("unknown_format", f"cannot tell the format of {path.name}"))
         return out
-    if not head.strip() and fmt != "parquet":
+    if not head.strip() and fmt not in ("parquet", "xlsx"):
         out = ReadOutcome(format=fmt)
-        out.issues.append(issue("empty_file", f"{path.name} has no content"))
+        out.issues.append(issue("empty_file", f"{path.name} is empty (0 bytes of content)", hint=_EMPTY_HINTS[fmt]))
         return out
-    reader = {"jsonl": read_jsonl, "json": read_json, "csv": read_csv, "parquet": read_parquet}[fmt]
-    if fmt in ("jsonl", "csv"):
-        return reader(path, max_line_bytes=max_line_bytes)
-    return reader(path)
+    if fmt == "csv":
+        return read_csv(path, max_line_bytes=max_line_bytes, encoding=encoding)
+    if fmt == "jsonl":
+        return read_jsonl(path, max_line_bytes=max_line_bytes, encoding=encoding)
+    if fmt == "json":
+        return read_json(path, encoding=encoding)
+    return read_xlsx(path, sheet) if fmt == "xlsx" else read_parquet(path)
+
+
+_EMPTY_HINTS = {"jsonl": "Add examples: one JSON object per line.", "json": "Add a JSON array of example objects.",
+                "csv": "Add a header row and one example per row."}
 
 
 def _reject_constant(name: str) -> Any:
@@ -108,10 +98,22 @@ def parse_json_line(text: str, line: int) -> tuple[Any, Issue | None]:
         return None, issue("invalid_json", str(exc).splitlines()[0][:200], line=line)
 
 
-def read_jsonl(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ReadOutcome:
+def read_jsonl(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encoding: str | None = None) -> ReadOutcome:
+    """One JSON object per line. UTF-8 unless `encoding` is given or a UTF-16/32 byte-order mark says otherwise;
+    lines that are not UTF-8 stay errors (`--fix` re-decodes them), since each line stands alone."""
     out = ReadOutcome(format="jsonl")
-    crlf_lines: list[int] = []
     with open(path, "rb") as handle:
+        wide = handle.read(4).startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff"))
+    skip: set[int] = set()
+    if encoding is not None or wide:
+        decoded = decode_bytes(path.read_bytes(), encoding, detect=False)
+        out.issues.extend(decoded.issues)
+        out.encoding, skip = decoded.encoding, decoded.bad_lines
+        source: Any = io.BytesIO(decoded.text.encode("utf-8", errors="surrogateescape"))
+    else:
+        source = open(path, "rb")  # closed by the `with` below
+    crlf_lines: list[int] = []
+    with source as handle:
         number = 0
         while True:
             raw = handle.readline(max_line_bytes + 1)
@@ -124,10 +126,11 @@ def read_jsonl(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> R
                 out.issues.append(issue("line_too_long", f"line is {size:,} bytes; the limit is {max_line_bytes:,}",
                                         line=number))
                 continue
-            _read_jsonl_line(raw, number, out, crlf_lines, max_line_bytes)
+            if number not in skip:
+                _read_jsonl_line(raw, number, out, crlf_lines, max_line_bytes)
     _report_crlf(crlf_lines, out)
     if not out.records and not any(i.code != "blank_line" for i in out.issues):
-        out.issues.insert(0, issue("empty_file", f"{path.name} has no records"))
+        out.issues.insert(0, issue("empty_file", f"{path.name} has no records", hint=_EMPTY_HINTS["jsonl"]))
     return out
 
 
@@ -176,7 +179,7 @@ def _report_crlf(crlf_lines: list[int], out: ReadOutcome) -> None:
     out.issues.extend(issue("crlf_line_ending", "line ends in CRLF among LF lines", line=n) for n in crlf_lines)
 
 
-def read_json(path: Path) -> ReadOutcome:
+def read_json(path: Path, encoding: str | None = None) -> ReadOutcome:
     """A JSON array of records, or an object with one list of records (e.g. {"data": [...]}).
 
     Elements are decoded one at a time so each record keeps the line it starts on. A JSONL file saved
@@ -186,21 +189,19 @@ def read_json(path: Path) -> ReadOutcome:
     data = path.read_bytes()
     if data.startswith(BOM):
         out.issues.append(issue("utf8_bom", "file starts with a UTF-8 byte-order mark", line=1))
-        data = data[len(BOM):]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        out.issues.append(issue("invalid_utf8", f"byte 0x{data[exc.start]:02x} is not valid UTF-8 (whole file unreadable)",
-                                line=line, column=column))
+    decoded = decode_bytes(data, encoding)
+    out.issues.extend(decoded.issues)
+    out.encoding = decoded.encoding
+    if decoded.bad_lines:  # one JSON document: a byte it cannot read makes the whole file unreadable
+        out.truncated_at = min(decoded.bad_lines)
         return out
+    text = decoded.text
     out.lines_seen = text.count("\n") + 1
     try:
         _scan_json_document(text, out)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
-            jsonl = read_jsonl(path)
+            jsonl = read_jsonl(path, encoding=encoding)
             jsonl.issues.insert(0, issue("format_mismatch", f"{path.name} holds one JSON object per line (JSONL)", line=1))
             return jsonl
         _stop(out, issue("invalid_json", f"{exc.msg} at column {exc.colno}; lines {exc.lineno}-{out.lines_seen} "
@@ -306,107 +307,3 @@ def _scan_wrapper_object(scan: _Scanner, out: ReadOutcome) -> None:
             scan.value()
         if scan.expect(",}") == "}":
             return
-
-
-def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ReadOutcome:
-    """CSV/TSV with a header row. Invalid UTF-8 is found per row (surrogate escapes), not per file."""
-    out = ReadOutcome(format="csv")
-    data = path.read_bytes()
-    if data.startswith(BOM):
-        data = data[len(BOM):]
-    text = data.decode("utf-8", errors="surrogateescape")
-    dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    previous_limit = csv.field_size_limit(min(max_line_bytes, 2**31 - 1))  # process-wide: restored below
-    try:
-        _read_csv_rows(csv.reader(io.StringIO(text, newline=""), dialect), out, max_line_bytes)
-    finally:
-        csv.field_size_limit(previous_limit)
-    if not out.records and not any(i.severity.value == "error" for i in out.issues):
-        out.issues.append(issue("empty_file", f"{path.name} has a header but no rows"))
-    return out
-
-
-def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int) -> None:
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        out.issues.append(issue("invalid_csv", f"header cannot be parsed: {exc}", line=1))
-        return
-    if not header or not any(h.strip() for h in header):
-        out.issues.append(issue("empty_file", "no header row", line=1))
-        return
-    header = [h.strip() for h in header]
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        out.issues.append(issue("invalid_csv", f"column(s) {', '.join(map(repr, repeated))} appear more than once",
-                                line=1, hint="Give every column a distinct name."))
-        return
-    start = reader.line_num + 1
-    while True:
-        before = reader.line_num
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            too_big = "field larger than field limit" in str(exc)
-            out.issues.append(issue("line_too_long" if too_big else "invalid_csv",
-                                    f"a field exceeds {max_line_bytes:,} bytes" if too_big else str(exc), line=start))
-            if reader.line_num == before:  # the reader cannot move past this point
-                break
-            start = reader.line_num + 1
-            continue
-        line, start = start, reader.line_num + 1
-        out.lines_seen = reader.line_num
-        _read_csv_row(row, header, line, out)
-
-
-def _read_csv_row(row: list[str], header: list[str], line: int, out: ReadOutcome) -> None:
-    if not any(cell.strip() for cell in row):
-        out.issues.append(issue("blank_line", "blank row", line=line))
-        return
-    if len(row) != len(header):
-        out.issues.append(issue("invalid_csv", f"row has {len(row)} fields, the header has {len(header)}", line=line))
-        return
-    for name, cell in zip(header, row):
-        try:
-            cell.encode("utf-8")
-        except UnicodeEncodeError:
-            out.issues.append(issue("invalid_utf8", "cell holds bytes that are not valid UTF-8", line=line, field=name))
-            return
-    out.records.append(RawRecord(line, dict(zip(header, row))))
-
-
-def read_parquet(path: Path) -> ReadOutcome:
-    """Parquet rows become records; `line` is the 1-based row number."""
-    out = ReadOutcome(format="parquet")
-    try:
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow raises many types for corrupt files; all mean the same to a user
-        out.issues.append(issue("invalid_parquet", f"{path.name}: {exc}"))
-        return out
-    out.lines_seen = len(rows)
-    if not rows:
-        out.issues.append(issue("empty_file", f"{path.name} has no rows"))
-    out.records.extend(RawRecord(index, _json_safe(row)) for index, row in enumerate(rows, start=1))
-    return out
-
-
-def _json_safe(value: Any) -> Any:
-    """Parquet carries types JSON lacks (timestamps, decimals, bytes); keep them as strings so every later
-    stage can write records as plain JSON."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode("ascii")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunewise.data.codes import issue
-from tunewise.data.readers import RawRecord
+from tunewise.data.records import RawRecord
 from tunewise.schema import ROLES, Example, Issue, Message
 
 SHAPES: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.config import Experiment
 from tunewise.data.split import stratified_subset
 from tunewise.evaluate.evidence import build_results, metrics_summary
-from tunewise.pipeline.inputs import ExperimentError, frozen_split, read_data, resolve_data_path
+from tunewise.pipeline.inputs import ExperimentError, frozen_split, read_data, read_held_out, resolve_data_path
 from tunewise.report import write_report
 from tunewise.schema import Prediction
 from tunewise.store.answer_cache import PredictionCache
@@ -57,8 +57,9 @@ def _order(arms: list[Any]) -> list[Any]:
 def start_or_resume(experiment: Experiment, resume: Path | None, command: list[str] | None = None) -> Run:
     config = experiment.model_dump(mode="json")
     if resume is None:
+        held = [p for p in (experiment.data.test, experiment.data.val) if p is not None]
         return create_run(experiment.runs_dir, command=command or sys.argv, config=config,
-                          data_files=[data_path(experiment), *task_data_paths(experiment)])
+                          data_files=[data_path(experiment), *held, *task_data_paths(experiment)])
     run = open_run(resume)
     if run.manifest.get("config") != config:
         raise ExperimentError(f"--resume {resume}: that run used a different configuration; start a new run, or "
@@ -93,7 +94,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     check_launchable(experiment, ranks)
     started = time.perf_counter()
     path = data_path(experiment)
-    data = read_data(path, experiment.data)
+    data = read_data(path, experiment.data, task=experiment.task.type)
+    held_out = read_held_out(experiment.data, data, experiment.task.type, log)
 
     def open_running() -> Run:
         run = start_or_resume(experiment, resume)
@@ -106,7 +108,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     cache = PredictionCache(cache_dir() / "predictions.sqlite" if use_cache and ranks.main else None)
     failures: dict[str, str] = {}
     try:
-        parts = decided_by_main(ranks, lambda: frozen_split(run.path / "splits", data.examples, experiment.split))
+        parts = decided_by_main(ranks, lambda: frozen_split(run.path / "splits", data.examples, experiment.split,
+                                                            held_out, log))
         task = make_task(experiment.task, parts["train"])
         test = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
         done: dict[str, list[Prediction]] = {}

@@ -7,7 +7,7 @@ run folder, so `tunewise runs` can list it and a later stage can pick it up.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,15 @@ def split_file(
     out_dir: Path | None = None,
     runs_root: Path = Path("runs"),
     force: bool = False,
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> SplitOutcome:
     """Split the valid examples of `data`; into `out_dir` if given, else into a new run's `splits/`.
 
     Lines with errors are left out (and counted) rather than failing the split: `check` is where they are
     reported in full.
     """
-    dataset = read_examples(data, fmt=fmt, mapping=mapping)
+    dataset = read_examples(data, fmt=fmt, mapping=mapping, encoding=encoding, sheet=sheet)
     if not dataset.examples:
         raise SplitError(f"{data} has no valid examples ({len(dataset.error_lines):,} line(s) with errors); "
                          f"run `tunewise check {data}` to see why")
@@ -56,7 +58,7 @@ def split_file(
     if out_dir is None:
         config = {"stage": "split", "data": str(data), "format": dataset.format, "shape": dataset.shape,
                   "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction, "stratify": stratify,
-                  "mapping": mapping.__dict__ if mapping else None}
+                  "mapping": asdict(dataset.mapping) if dataset.mapping else None, "encoding": dataset.encoding}
         run = create_run(runs_root, command=sys.argv, config=config, data_files=[data])
         out_dir = run.subdir("splits")
     try:

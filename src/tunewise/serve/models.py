@@ -167,7 +167,7 @@ def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) 
     except ValidationError as err:
         raise AdapterError(f"{folder / ARM_MARKER}: task is invalid: {err}. Fix: re-run fine-tuning "
                            "or correct the task object.") from None
-    if arm.get("labels"):
+    if arm.get("labels") and not isinstance(task_config.labels, dict):  # named labels keep their names
         task_config = task_config.model_copy(update={"labels": list(arm["labels"])})
     task = make_task(task_config, [])
     variant = str(arm.get("prompt_variant") or "default")
@@ -175,7 +175,7 @@ def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) 
 
     render = prompt(task, variant, arm.get("prefix"))  # a multi-task arm's own task keeps its prefix
     served.prompt = lambda text: render(request_example(text))
-    served.labels = list(task.labels) if task.labels else None
+    served.labels = list(getattr(task, "options", task.labels)) if task.labels else None  # what the model says
     served.json_schema = getattr(task, "schema", None) if task.name == "extract" else None
     served.default_max_tokens = task_config.max_new_tokens
     served.identity |= {"task": task_config.model_dump(mode="json"), "variant": variant}

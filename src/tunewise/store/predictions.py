@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tunewise.schema import Prediction
 
 
 class PredictionStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, metadata: Mapping[str, dict[str, Any]] | None = None) -> None:
+        """`metadata`: each test example's metadata by id, written on its predictions (arms need not copy it)."""
         self.path = path
+        self._metadata = metadata or {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: dict[str, Prediction] = {}
         self._valid_bytes = 0
@@ -42,7 +46,8 @@ class PredictionStore:
         return self._done
 
     def append(self, predictions: Iterable[Prediction]) -> None:
-        lines = [json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in predictions]
+        lines = [json.dumps(self._with_metadata(p).to_dict(), ensure_ascii=False, allow_nan=False) + "\n"
+                 for p in predictions]
         if not lines:
             return
         with open(self.path, "r+b" if self.path.exists() else "wb") as handle:
@@ -56,6 +61,11 @@ class PredictionStore:
         for line in lines:
             prediction = Prediction(**json.loads(line))
             self._done[prediction.id] = prediction
+
+    def _with_metadata(self, prediction: Prediction) -> Prediction:
+        if prediction.metadata is None and prediction.id in self._metadata:
+            return replace(prediction, metadata=self._metadata[prediction.id])
+        return prediction
 
     def ordered(self, ids: Iterable[str]) -> list[Prediction]:
         return [self._done[i] for i in ids if i in self._done]

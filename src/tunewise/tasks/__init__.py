@@ -33,9 +33,10 @@ def make_task(config: Any, train: Sequence[Example]) -> Task:
     from tunewise.tasks.generate import GenerateTask
 
     if config.type == "classify":
-        labels = config.labels or sorted({e.label for e in train})
+        names = config.labels if isinstance(config.labels, dict) else None
+        labels = list(config.labels or sorted({e.label for e in train}))
         return ClassifyTask(labels=labels, instructions=config.instructions, max_input_words=config.max_input_words,
-                            exemplar_words=config.exemplar_words)
+                            exemplar_words=config.exemplar_words, names=names)
     if config.type == "extract":
         return ExtractTask(schema=config.json_schema, instructions=config.instructions,
                            max_input_words=config.max_input_words, exemplar_words=config.exemplar_words)

@@ -1,6 +1,10 @@
 """Classification: pick one label. Prompted models are scored over the label options (log-likelihood),
 not asked to generate, so every answer is a valid label; `parse` maps free text (remote models,
 chain-of-thought) back onto a label.
+
+Labels are the codes in the data (`0`, `1`); `names` (task.labels as a mapping) give them words for prompts,
+since a model cannot know what `1` means: prompts and exemplar answers use the names, and `parse` maps a
+name back to its code, so references, metrics and predictions stay in the data's codes.
 """
 
 from __future__ import annotations
@@ -22,9 +26,18 @@ class ClassifyTask:
     max_input_words: int = 200
     exemplar_words: int | None = None
     name: str = "classify"
+    names: dict[str, str] | None = None
+
+    def option(self, label: str) -> str:
+        """What a model reads and says for the label `label` (its name, or the label itself)."""
+        return (self.names or {}).get(label, label)
+
+    @property
+    def options(self) -> list[str]:
+        return [self.option(label) for label in self.labels]
 
     def system(self, variant: str) -> str:
-        options = ", ".join(self.labels)
+        options = ", ".join(self.options)
         if variant == "terse":
             return f"Label: one of {options}."
         base = self.instructions or "Classify the text into exactly one category."
@@ -37,7 +50,7 @@ class ClassifyTask:
 
     def messages(self, example: Example, exemplars: Sequence[Example] = (), variant: str = "default") -> list[dict[str, str]]:
         return chat_prompt(self.system(variant), example, exemplars,
-                           lambda e: shorten(e.input, self.max_input_words), lambda e: e.label,
+                           lambda e: shorten(e.input, self.max_input_words), lambda e: self.option(e.label),
                            lambda e: shorten(e.input, self.exemplar_words or self.max_input_words))
 
     def parse(self, raw: str) -> str:
@@ -47,11 +60,12 @@ class ClassifyTask:
         if answer:
             text = answer[-1]
         lowered = text.strip().strip(".!\"'`*").lower()
-        for label in self.labels:
-            if lowered == label.lower():
+        said = [(option, label) for label in self.labels for option in dict.fromkeys((self.option(label), label))]
+        for option, label in said:
+            if lowered == option.lower():
                 return label
-        positions = [(m.start(), label) for label in self.labels
-                     for m in [re.search(rf"\b{re.escape(label.lower())}\b", text.lower())] if m]
+        positions = [(m.start(), label) for option, label in said
+                     for m in [re.search(rf"\b{re.escape(option.lower())}\b", text.lower())] if m]
         return min(positions)[1] if positions else ""
 
     def score(self, prediction: str, reference: str) -> float:

@@ -113,9 +113,11 @@ def _table(examples: Sequence[Example], config: ClassicalConfig) -> np.ndarray:
                 row.append(str(example.metadata[key]))
         rows.append(row)
     if problems:
+        present = sorted({key for e in examples[:100] for key in e.metadata})
         raise ClassicalError(f"{len(problems)} metadata problem(s) for the classical features:\n{_listing(problems)}\n"
+                             f"The examples' metadata keys (a table's other columns) are: {present or 'none'}. "
                              f"Fix: add the keys to every example's metadata, or remove them from "
-                             f"numeric_features / categorical_features.")
+                             f"features / numeric_features / categorical_features.")
     table = np.empty((len(rows), 1 + len(config.numeric_features) + len(config.categorical_features)), dtype=object)
     for index, row in enumerate(rows):
         table[index, :] = row
@@ -272,9 +274,24 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def resolve_features(train: Sequence[Example], config: ClassicalConfig) -> ClassicalConfig:
+    """`features` split by the training data: numeric when every value is a number, else categorical. The saved
+    model keeps the resolved lists, so prediction treats each key exactly as training did."""
+    if not config.features:
+        return config
+    numeric, categorical = list(config.numeric_features), list(config.categorical_features)
+    for key in config.features:
+        if key in numeric or key in categorical:
+            continue
+        values = [e.metadata.get(key) for e in train]
+        numbers = all(_numeric(v) is not None for v in values if v is not None)
+        (numeric if numbers and any(v is not None for v in values) else categorical).append(key)
+    return config.model_copy(update={"features": [], "numeric_features": numeric, "categorical_features": categorical})
+
+
 def train_classical(train: Sequence[Example], config: ClassicalConfig | None = None) -> ClassicalModel:
     """Search the configured families on stratified folds of `train`, then refit the best on all of it."""
-    config = config or ClassicalConfig()
+    config = resolve_features(train, config or ClassicalConfig())
     labels = _labels(train, config)
     table = _table(train, config)
     folds = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seed)

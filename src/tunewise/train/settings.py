@@ -142,6 +142,11 @@ class ClassicalConfig(BaseModel):
                                          "training examples.")
     scoring: str = Field("f1_macro", description="scikit-learn scorer name the search maximises; macro F1 by default so "
                                                  "rare labels count as much as common ones.")
+    features: list[str] = Field(
+        default_factory=list, description="Example metadata keys (a table's columns other than the input and label, "
+                                          "e.g. [drugName, usefulCount]) added to the text features: numeric when "
+                                          "every training value is a number (standard-scaled), else categorical "
+                                          "(one-hot). Every example must have them.")
     numeric_features: list[str] = Field(
         default_factory=list, description="Example metadata keys holding numbers; standard-scaled and added to the text "
                                           "features. Every example must have them.")

@@ -1,0 +1,36 @@
+"""What every reader returns: raw records (line number + parsed value), the issues found, and facts about the
+bytes that `--fix` needs. Shared by the container readers (readers.py for JSON and JSONL, tabular.py for CSV,
+TSV, Parquet and Excel) so neither imports the other. Knows nothing about shapes or tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunewise.schema import Issue
+
+BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+TABULAR = ("csv", "parquet", "xlsx", "json")
+
+
+@dataclass(slots=True)
+class RawRecord:
+    line: int
+    value: Any
+
+
+@dataclass(slots=True)
+class ReadOutcome:
+    """Everything a reader found: parsed records, issues, and facts `--fix` needs about the bytes."""
+
+    format: str
+    records: list[RawRecord] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    lines_seen: int = 0
+    # Set when a defect stopped reading (a JSON syntax error): records after this line were never seen,
+    # so `--fix` must refuse rather than write a file that silently lacks them.
+    truncated_at: int | None = None
+    # The text encoding the file was read with, when it was not plain UTF-8 (a legacy code page, UTF-16...).
+    encoding: str | None = None

@@ -1,0 +1,188 @@
+"""Readers for tables: CSV/TSV (any encoding, see encoding.py), Parquet and Excel workbooks.
+
+Each row becomes a record (a dict keyed by the header) with the line it starts on: for CSV the physical line
+of the file as an editor counts it (a bare carriage return inside a quoted field is text, not a line break),
+for Parquet the 1-based row number, for Excel the sheet's row number. Unnamed header cells (a pandas index
+exported with `to_csv`) are named `unnamed_<n>` so they can be mapped and kept as metadata. Readers never raise
+on bad content; knows nothing about shapes or tasks.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from tunewise.data.codes import issue
+from tunewise.data.encoding import decode_bytes
+from tunewise.data.records import DEFAULT_MAX_LINE_BYTES, RawRecord, ReadOutcome
+
+_EMPTY_CSV_HINT = "Add rows under the header row: one example per row."
+
+
+def _header(cells: list[Any]) -> list[str]:
+    return [str(c).strip() if c is not None and str(c).strip() else f"unnamed_{i}" for i, c in enumerate(cells, 1)]
+
+
+def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encoding: str | None = None) -> ReadOutcome:
+    """CSV/TSV with a header row. Lines that are not UTF-8 are decoded as the detected legacy encoding (a
+    warning each) or reported as errors with line and column (see encoding.py)."""
+    out = ReadOutcome(format="csv")
+    decoded = decode_bytes(path.read_bytes(), encoding)
+    out.issues.extend(decoded.issues)
+    out.encoding = decoded.encoding
+    text = decoded.text
+    if not text.strip():
+        if not decoded.bad_lines:
+            out.issues.append(issue("empty_file", f"{path.name} is empty: no header row and no rows",
+                                    hint=_EMPTY_CSV_HINT))
+        return out
+    first = text.split("\n", 1)[0]
+    tabs = path.suffix.lower() == ".tsv" or ("\t" in first and "," not in first)
+    dialect: type[csv.Dialect] = csv.excel_tab if tabs else csv.excel
+    # Lines end at \n only, so a stray \r inside a quoted field stays text and line numbers match the file;
+    # a file whose only line ends are \r (old Mac) is split on them instead.
+    newline = "" if "\n" not in text else "\n"
+    previous_limit = csv.field_size_limit(min(max_line_bytes, 2**31 - 1))  # process-wide: restored below
+    try:
+        _read_csv_rows(csv.reader(io.StringIO(text, newline=newline), dialect), out, max_line_bytes,
+                       decoded.bad_lines)
+    finally:
+        csv.field_size_limit(previous_limit)
+    if not out.records and not any(i.severity.value == "error" for i in out.issues):
+        out.issues.append(issue("empty_file", f"{path.name} is empty: it has a header but no rows",
+                                hint=_EMPTY_CSV_HINT))
+    return out
+
+
+def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines: set[int]) -> None:
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        out.issues.append(issue("invalid_csv", f"header cannot be parsed: {exc}", line=1))
+        return
+    if not header or not any(h.strip() for h in header):
+        out.issues.append(issue("empty_file", "no header row", line=1, hint=_EMPTY_CSV_HINT))
+        return
+    header = _header(header)
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        out.issues.append(issue("invalid_csv", f"column(s) {', '.join(map(repr, repeated))} appear more than once",
+                                line=1, hint="Give every column a distinct name."))
+        return
+    start = reader.line_num + 1
+    while True:
+        before = reader.line_num
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            too_big = "field larger than field limit" in str(exc)
+            out.issues.append(issue("line_too_long" if too_big else "invalid_csv",
+                                    f"a field exceeds {max_line_bytes:,} bytes" if too_big else str(exc), line=start))
+            if reader.line_num == before:  # the reader cannot move past this point
+                break
+            start = reader.line_num + 1
+            continue
+        line, start = start, reader.line_num + 1
+        out.lines_seen = reader.line_num
+        reported = any(n in bad_lines for n in range(line, start))
+        _read_csv_row(row, header, line, out, reported)
+
+
+def _read_csv_row(row: list[str], header: list[str], line: int, out: ReadOutcome, reported: bool) -> None:
+    if not any(cell.strip() for cell in row):
+        out.issues.append(issue("blank_line", "blank row", line=line))
+        return
+    if len(row) != len(header):
+        out.issues.append(issue("invalid_csv", f"row has {len(row)} fields, the header has {len(header)}", line=line))
+        return
+    for name, cell in zip(header, row):
+        try:
+            cell.encode("utf-8")
+        except UnicodeEncodeError:
+            if not reported:  # the decoder has already named the line and column
+                out.issues.append(issue("invalid_utf8", "cell holds bytes that are not valid UTF-8", line=line,
+                                        field=name))
+            return
+    out.records.append(RawRecord(line, dict(zip(header, row))))
+
+
+def read_parquet(path: Path) -> ReadOutcome:
+    """Parquet rows become records; `line` is the 1-based row number."""
+    out = ReadOutcome(format="parquet")
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises many types for corrupt files; all mean the same to a user
+        out.issues.append(issue("invalid_parquet", f"{path.name}: {exc}"))
+        return out
+    out.lines_seen = len(rows)
+    if not rows:
+        out.issues.append(issue("empty_file", f"{path.name} has no rows", hint="Write at least one row to the file."))
+    out.records.extend(RawRecord(index, json_safe(row)) for index, row in enumerate(rows, start=1))
+    return out
+
+
+def read_xlsx(path: Path, sheet: str | None = None) -> ReadOutcome:
+    """The first sheet (or `sheet`) of an Excel workbook: the first non-empty row is the header, `line` is the
+    sheet's row number as Excel shows it, empty rows are skipped (sheets often carry formatted blank rows)."""
+    out = ReadOutcome(format="xlsx")
+    try:
+        import openpyxl
+
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile, XML and openpyxl errors all mean: not a workbook we can read
+        out.issues.append(issue("invalid_xlsx", f"{path.name}: {exc}"))
+        return out
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise ValueError(f"--sheet {sheet!r}: {path.name} has sheet(s) {', '.join(map(repr, book.sheetnames))}")
+        rows = (book[sheet] if sheet else book.worksheets[0]).iter_rows(values_only=True)
+        header: list[str] | None = None
+        for number, cells in enumerate(rows, start=1):
+            if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+                continue
+            out.lines_seen = number
+            if header is None:
+                header = _header(list(cells))
+                continue
+            values = [_cell(c) for c in cells] + [""] * (len(header) - len(cells))
+            out.records.append(RawRecord(number, dict(zip(header, values))))
+    finally:
+        book.close()
+    if not out.records:
+        out.issues.append(issue("empty_file", f"{path.name}: the sheet has no rows under its header",
+                                hint="Put a header row and one example per row on the first sheet (or pass --sheet)."))
+    return out
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # Excel stores every number as a float; a class id 1 must not read as "1.0"
+    return json_safe(value)
+
+
+def json_safe(value: Any) -> Any:
+    """Parquet and Excel carry types JSON lacks (timestamps, decimals, bytes); keep them as strings so every
+    later stage can write records as plain JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,121 @@
+"""Splits that are not a random draw: by time (the newest rows are the test), and around a test (and validation)
+file the user brings.
+
+Data that changes over time (reviews, tickets) should be judged on what comes after the training data, as it
+will be in use; a random split lets a model learn next month's topics from their neighbours. `split_by_time`
+orders examples by a date column, holds out the newest as the test split and the next newest as validation.
+Dates are parsed with dateutil (ISO, "12 Mar 2023", "03/12/2023" month first, epoch seconds); a value it cannot
+read is reported with its line and left out of every split, since it cannot be placed in time. Examples with the
+same normalised input stay together (the group takes its newest date), as in the random split.
+
+`split_around` keeps the user's own test/validation files as they are and splits the rest. Knows nothing about
+files or runs: it takes `Example`s and returns a `Split`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tunewise.data.split import Split, SplitError, group_examples, split_examples
+from tunewise.schema import Example
+
+EPOCH_MIN, EPOCH_MAX = 1e8, 1e11  # plausible epoch seconds: 1973 to 5138
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSplit:
+    split: Split
+    unparseable: list[tuple[int, str]]  # (line, value) of dates that could not be read
+    ranges: dict[str, tuple[str, str]]  # part -> (oldest, newest) date, ISO
+
+
+def parse_date(value: Any) -> datetime | None:
+    """A point in time from a date-like value, naive UTC; None when it is not one."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if EPOCH_MIN <= number <= EPOCH_MAX:
+        return datetime.fromtimestamp(number, tz=UTC).replace(tzinfo=None)
+    if not math.isnan(number) and not (1000 <= number <= 9999):  # a bare year is a date; other numbers are not
+        return None
+    from dateutil import parser
+
+    try:
+        moment = parser.parse(text, default=datetime(2000, 1, 1))
+    except (ValueError, OverflowError):
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def split_by_time(examples: Sequence[Example], column: str, *, val_fraction: float,
+                  test_fraction: float) -> TimeSplit:
+    """Newest `test_fraction` of the dated examples as test, the next `val_fraction` as validation."""
+    present = [e for e in examples if column in e.metadata]
+    if not present:
+        keys = sorted({key for e in examples[:100] for key in e.metadata})
+        raise SplitError(f"split.by {column!r}: no example has a {column!r} column; the metadata columns are "
+                         f"{keys or 'none'}. Fix: name a date column, or remove split.by for a random split")
+    dated: list[tuple[datetime, Example]] = []
+    unparseable: list[tuple[int, str]] = []
+    for e in examples:
+        moment = parse_date(e.metadata.get(column))
+        if moment is None:
+            unparseable.append((e.line, str(e.metadata.get(column, ""))))
+        else:
+            dated.append((moment, e))
+    if len(dated) < 3:
+        raise SplitError(f"split.by {column!r}: only {len(dated)} example(s) have a date that can be read "
+                         f"(first unreadable: {unparseable[:3]}). Fix: write dates as YYYY-MM-DD")
+    members = [e for _, e in dated]
+    when = [moment for moment, _ in dated]
+    groups = sorted(group_examples(members), key=lambda g: (max(when[i] for i in g), g[0]))
+    total = len(members)
+    parts: list[list[int]] = [[], [], []]  # train, val, test; filled from the newest group backwards
+    for group in reversed(groups):
+        if len(parts[2]) < round(test_fraction * total):
+            parts[2] += group
+        elif len(parts[1]) < round(val_fraction * total):
+            parts[1] += group
+        else:
+            parts[0] += group
+    if not parts[0] or not parts[2]:
+        raise SplitError(f"split.by {column!r}: {total} dated example(s) are too few for a train and a test split; "
+                         "add examples or lower split.test_fraction")
+    chosen = [tuple(members[i] for i in sorted(part)) for part in parts]
+    ranges = {name: (min(when[i] for i in part).date().isoformat(), max(when[i] for i in part).date().isoformat())
+              for name, part in zip(("train", "val", "test"), parts) if part}
+    split = Split(train=chosen[0], val=chosen[1], test=chosen[2], seed=0, val_fraction=len(chosen[1]) / total,
+                  test_fraction=len(chosen[2]) / total, stratify=False, **_group_counts(chosen))
+    return TimeSplit(split, unparseable, ranges)
+
+
+def _group_counts(parts: Sequence[Sequence[Example]]) -> dict[str, int]:
+    return {f"{name}_groups": len(group_examples(part)) for name, part in zip(("train", "val", "test"), parts)}
+
+
+def split_around(examples: Sequence[Example], test: Sequence[Example] | None, val: Sequence[Example] | None, *,
+                 seed: int, val_fraction: float, test_fraction: float, stratify: bool) -> Split:
+    """The user's own test and/or validation examples as they are; a part no file gives is drawn from `examples`
+    (its configured fraction of them), as a random split would."""
+    want_val = 0.0 if val is not None else val_fraction
+    want_test = 0.0 if test is not None else test_fraction
+    train, drawn_val, drawn_test = tuple(examples), (), ()
+    if want_val or want_test:
+        drawn = split_examples(examples, seed=seed, val_fraction=want_val, test_fraction=want_test, stratify=stratify)
+        train, drawn_val, drawn_test = drawn.train, drawn.val, drawn.test
+    held_val = tuple(val) if val is not None else drawn_val
+    held_test = tuple(test) if test is not None else drawn_test
+    total = len(train) + len(held_val) + len(held_test)
+    return Split(train=train, val=held_val, test=held_test, seed=seed, val_fraction=len(held_val) / total,
+                 test_fraction=len(held_test) / total, stratify=stratify,
+                 **_group_counts((train, held_val, held_test)))
