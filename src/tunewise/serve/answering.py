@@ -169,15 +169,21 @@ def _plain_classify(labels: list[str], text: str) -> list[dict[str, str]]:
 
 
 async def _generate(state: ServerState, served: ServedModel, prompt: Any, request: Any,
-                    stream: bool = False) -> Answer | LiveAnswer:
+                    stream: bool = False, param: str = "messages") -> Answer | LiveAnswer:
     assert served.engine is not None
     lm = served.engine.lm
     max_tokens = request.max_tokens or served.default_max_tokens or state.config.default_max_tokens
     prompt_tokens = len(await asyncio.to_thread(lm.render, prompt))
+    if prompt_tokens == 0:  # an empty completion prompt: start from the start of a document, as OpenAI does
+        start = lm.tokenizer.bos_token or lm.tokenizer.eos_token
+        if not start:
+            raise APIError(400, f"{param} is empty and this model's tokenizer has no start-of-text token to begin "
+                                "from. Fix: send at least one character of text", param=param, code="invalid_value")
+        prompt, prompt_tokens = start, len(await asyncio.to_thread(lm.render, start))
     if prompt_tokens + max_tokens > served.engine.context_length:
         raise APIError(400, f"This model's context is {served.engine.context_length} tokens; the prompt has "
-                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more. Shorten the messages or "
-                            "lower max_tokens.", param="messages", code="context_length_exceeded")
+                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more. Shorten the {param} or "
+                            "lower max_tokens.", param=param, code="context_length_exceeded")
     if served.json_schema is not None:
         key: tuple = ("generate_json", served.name, max_tokens)
     else:
@@ -201,8 +207,9 @@ async def _generate(state: ServerState, served: ServedModel, prompt: Any, reques
 
 
 async def answer(state: ServerState, served: ServedModel, endpoint: str, messages: list[dict[str, str]] | str,
-                 request: Any, stream: bool = False) -> Answer | LiveAnswer:
-    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt).
+                 request: Any, stream: bool = False, param: str = "messages") -> Answer | LiveAnswer:
+    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt), and
+    `param` its name in errors ("messages", "prompt", "prompt.2").
 
     With `stream`, a generation is returned live (its tokens still coming); anything else comes whole."""
     if request.max_tokens is not None and request.max_tokens > state.config.max_tokens_limit:
@@ -236,10 +243,9 @@ async def answer(state: ServerState, served: ServedModel, endpoint: str, message
     if served.prompt is not None:
         prompt = await asyncio.to_thread(served.prompt, text)
     if served.labels is not None:
-        result = await _label(state, served, text, None, prompt if served.prompt else None,
-                              "prompt" if isinstance(messages, str) else "messages")
+        result = await _label(state, served, text, None, prompt if served.prompt else None, param)
     else:
-        result = await _generate(state, served, prompt, request, stream)
+        result = await _generate(state, served, prompt, request, stream, param)
     if isinstance(result, LiveAnswer):
         result.remember = lambda done: _remember(state, served, done, key if deterministic else None,
                                                  semantic_scope, semantic_text)

@@ -25,7 +25,7 @@ from tunewise.serve import (
     routes_health,
     routes_models,
 )
-from tunewise.serve.errors import APIError, error_response, from_validation
+from tunewise.serve.errors import APIError, error_response, from_validation, internal_error, new_request_id
 from tunewise.serve.gate import ROUTES, Gate
 from tunewise.serve.state import FineTuning, ServerState, build_state
 
@@ -74,5 +74,10 @@ def install_error_handlers(app: FastAPI, state: ServerState) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return failed(APIError(500, f"internal error: {type(error).__name__}", code="internal_error"))
+        # the gate set the id (an app without the gate makes one); Starlette re-raises after this answer,
+        # and `logged` tells the gate this failure is already in the log
+        request_id = getattr(request.state, "request_id", None) or new_request_id()
+        request.state.logged = True
+        log.error("request %s: unexpected error on %s %s", request_id, request.method, request.url.path,
+                  exc_info=error)
+        return failed(internal_error(error, request_id))

@@ -3,7 +3,7 @@
 `event_stream` drives one or more choices at once: each choice's text pieces go out as they come, framed by
 the protocol it is given (sse.py), then the usage (when asked) and `[DONE]`. A client that goes away cancels
 the stream: its live rows are dropped from their batch and `tunewise_stream_disconnects` counts it. An error
-after the status line was sent goes into the stream as an OpenAI error envelope.
+after the status line was sent goes into the stream as an OpenAI error envelope, followed by `[DONE]`.
 
 Knows nothing about routes or request bodies, nor about which protocol it frames.
 """
@@ -110,6 +110,7 @@ async def event_stream(state: ServerState, answers: list[Answer | LiveAnswer], f
         problem = _problem(state, error)
         state.metrics.errors.labels(str(problem.status), problem.code or "").inc()
         yield sse(envelope(problem))
+        yield DONE  # the stream still ends as every stream does, so clients stop reading
     finally:
         for task in pumps:
             task.cancel()

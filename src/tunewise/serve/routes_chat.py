@@ -66,13 +66,28 @@ async def chat(request: Request, state: State) -> Response:
                              media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
+def _all_or_none(results: list[Answer | LiveAnswer | BaseException]) -> list[Answer | LiveAnswer]:
+    """Every prompt's answer, or the first prompt's error, with the rows already generating for the others
+    dropped from their batches (nobody will read them)."""
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if not failed:
+        return results  # type: ignore[return-value]
+    for result in results:
+        if isinstance(result, LiveAnswer):
+            result.sink.cancelled = True
+            result.future.cancel()
+    raise failed[0]
+
+
 @router.post("/v1/completions")
 async def completions(request: Request, state: State) -> Response:
     body = await read_body(request, CompletionRequest, state.config.max_body_bytes)
     served = lookup(state, body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    answers: list[Answer | LiveAnswer] = list(await asyncio.gather(
-        *(answer(state, served, "completion", p, body, stream=body.stream) for p in prompts)))
+    params = ["prompt"] if isinstance(body.prompt, str) else [f"prompt.{i}" for i in range(len(prompts))]
+    answers = _all_or_none(await asyncio.gather(
+        *(answer(state, served, "completion", p, body, stream=body.stream, param=param)
+          for p, param in zip(prompts, params)), return_exceptions=True))
     ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

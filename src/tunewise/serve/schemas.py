@@ -2,7 +2,9 @@
 
 Fields OpenAI clients send that do not change our answer (`user`, `metadata`, penalties at their defaults)
 are accepted and ignored; options we cannot honour (n > 1, top_p < 1, tools, logprobs) are rejected with the
-parameter named rather than silently ignored. Knows nothing about models.
+parameter named rather than silently ignored. A temperature above 0 but below `TEMPERATURE_FLOOR` is answered
+greedily (as temperature 0): dividing logits by 1e-45 overflows to inf and the sampler's probabilities become
+nan, and any temperature that small already picks the top token. Knows nothing about models.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _CONFIG = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+
+TEMPERATURE_FLOOR = 1e-3
+"""Temperatures in (0, this) are treated as 0 (greedy). At 1e-3 a logit lead of 0.02 already makes the runner-up
+e^20 times less likely than the top token; far below it, logits / temperature overflows float32 (inf, then nan
+probabilities)."""
 
 
 class TextPart(BaseModel):
@@ -47,6 +54,11 @@ class _Sampling(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy_below_floor(cls, value: float) -> float:
+        return 0.0 if value < TEMPERATURE_FLOOR else value
 
     @field_validator("top_p")
     @classmethod

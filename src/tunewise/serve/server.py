@@ -56,8 +56,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_config(app: Any) -> uvicorn.Config:
+    from tunewise.serve.protocol import EnvelopeH11Protocol
+
     return uvicorn.Config(app, log_level="warning", access_log=False, loop="asyncio", lifespan="off",
-                          timeout_graceful_shutdown=5)
+                          http=EnvelopeH11Protocol, timeout_graceful_shutdown=5)
 
 
 def serve_forever(app: Any, state: ServerState, sock: socket.socket) -> None:
