@@ -433,6 +433,7 @@ def serve(
     capture: Annotated[Path | None, typer.Option("--capture", help="Append answered chats to this JSONL (training format)")] = None,
     capture_pii: Annotated[str, typer.Option("--capture-pii", help="redact | skip captured records with personal data")] = "redact",
     public_metrics: Annotated[bool, typer.Option("--public-metrics", help="Serve /metrics without an API key")] = False,
+    public_docs: Annotated[bool, typer.Option("--public-docs", help="Serve /openapi.json and /docs without an API key")] = False,
     precision: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16")] = "auto",
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Folder for uploads, fine-tuning jobs and their models; turns on /v1/files and /v1/fine_tuning/jobs")] = None,
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", help="Largest file POST /v1/files accepts")] = 64_000_000,
@@ -450,8 +451,8 @@ def serve(
         config = ServeConfig(host=host, port=port, api_key_file=api_key_file, max_queue=max_queue,
                              max_batch=max_batch, max_wait_ms=max_wait_ms, timeout_s=timeout_s, cache_size=cache_size,
                              semantic_cache=semantic_cache, capture_path=capture, capture_pii=capture_pii,
-                             public_metrics=public_metrics, precision=precision, state_dir=state_dir,
-                             max_upload_bytes=max_upload_bytes)
+                             public_metrics=public_metrics, public_docs=public_docs, precision=precision,
+                             state_dir=state_dir, max_upload_bytes=max_upload_bytes)
         run_server(config, run=run_dir, arms=arm, model=model, adapters=adapters,
                    log=lambda m: err.print(escape(m)))
     except ValidationError as exc:

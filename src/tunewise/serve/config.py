@@ -23,6 +23,9 @@ class ServeConfig(BaseModel):
     api_key_file: Path | None = Field(None, description="File with one accepted API key per line (# comments). "
                                       "With no key from either source the server is open.")
     public_metrics: bool = Field(False, description="Serve /metrics without a key (for scrapers without one).")
+    public_docs: bool = Field(False, description="Serve the OpenAPI schema (/openapi.json) and its browsable page "
+                              "(/docs) without a key; with keys and without this, they need the key like every "
+                              "route (a browser cannot send one, so /docs then works only from API tooling).")
     max_queue: int = Field(256, ge=1, description="Requests admitted (waiting or running) at once; more get 429 "
                            "with Retry-After.")
     max_batch: int = Field(16, ge=1, le=512, description="Most requests one batched model call answers.")

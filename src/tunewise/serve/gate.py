@@ -2,7 +2,8 @@
 
 It is plain ASGI (not a FastAPI middleware) so a streamed response counts as in flight, and is timed, until
 its last byte. Every path needs a key but /health and /ready (and /metrics with `public_metrics`); while
-draining, everything but the probes and /metrics gets 503 with Retry-After. Route labels are the known paths
+draining, everything but the probes and /metrics gets 503 with Retry-After. /openapi.json and /docs need the key
+too unless `public_docs`. Route labels are the known paths
 only, so random 404 paths cannot grow the metric series. Knows nothing about routes' work, bodies or models.
 
 It is also the last resort: every request gets an id (`x-request-id`), and an exception that escapes the app
@@ -19,13 +20,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from tunewise.serve.errors import APIError, error_response, internal_error, new_request_id
+from tunewise.serve.openapi import DOCS_PATHS
 from tunewise.serve.state import ServerState
 
 log = logging.getLogger("tunewise.serve")
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
-ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/ready", "/metrics")
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/ready", "/metrics",
+          "/v1/files", "/v1/fine_tuning/jobs", "/openapi.json", "/docs")
 _PREFIXES = ("/v1/models", "/v1/files", "/v1/fine_tuning/jobs")  # metrics label an id-bearing path by its prefix
 _OPEN = ("/health", "/ready")
 _UNTRACKED = ("/health", "/ready", "/metrics")  # neither counted in flight nor refused while draining
@@ -42,7 +45,8 @@ class Gate:
     def __init__(self, app: ASGIApp, state: ServerState) -> None:
         self.app = app
         self.state = state
-        self.open = set(_OPEN) | ({"/metrics"} if state.config.public_metrics else set())
+        self.open = (set(_OPEN) | ({"/metrics"} if state.config.public_metrics else set())
+                     | (set(DOCS_PATHS) if state.config.public_docs else set()))
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
