@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -240,3 +241,26 @@ def test_an_empty_prompt_is_continued_from_the_start_of_text_as_openai_does(live
     explicit = httpx.post(f"{url}/v1/completions", json={**body, "prompt": start}, timeout=30).json()
     assert [c["text"] for c in empty["choices"]] == [explicit["choices"][0]["text"]] * 2
     assert empty["usage"]["prompt_tokens"] == 2 * explicit["usage"]["prompt_tokens"] == 2
+
+
+def test_abort_fails_waiting_requests_and_stops_a_running_generation_at_its_next_step(live):
+    from tunewise.serve.batching import Stopping
+
+    _, state, name, _ = live
+    fresh = build_state(list(state.models.values()), ServeConfig(api_keys_env=None, max_wait_ms=0))
+    try:
+        running = fresh.batcher.submit(("generate", name, 400, 0.0, None), "Once upon a time")
+        deadline = time.monotonic() + 30
+        while not running.running():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        waiting = fresh.batcher.submit(("generate", name, 400, 0.5, None), "Another story")
+        assert fresh.batcher.abort() == 1
+        for future in (waiting, running):
+            with pytest.raises(Stopping):
+                future.result(timeout=30)
+        assert fresh.batcher.depth() == 0
+        with pytest.raises(Stopping):
+            fresh.batcher.submit(("generate", name, 4, 0.0, None), "too late")
+    finally:
+        fresh.close()

@@ -43,8 +43,10 @@ class ServeConfig(BaseModel):
                                       "JSONL file (the training chat format); off when unset.")
     capture_pii: Literal["redact", "skip"] = Field("redact", description="Captured text with personal data or "
                                                    "secrets: replace the spans with placeholders, or skip the record.")
-    drain_timeout_s: float = Field(30.0, ge=0, description="After SIGTERM, how long in-flight requests may take "
-                                   "before the server stops anyway.")
+    drain_timeout_s: float | None = Field(None, ge=0, description="After SIGTERM, how long in-flight requests "
+                                          "may take; those still unanswered then get a 503 envelope (a stream: an "
+                                          "error event and [DONE]). Default: --timeout plus 5 s, which no request "
+                                          "can outlast (each ends by --timeout, with a 504 if need be).")
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="Local model precision; auto = "
                                                                "bf16 where the hardware runs it fast.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: all cores.")

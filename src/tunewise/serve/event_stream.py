@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from tunewise.serve.answering import Answer, LiveAnswer, cut_at_stop, usage
+from tunewise.serve.answering import Answer, LiveAnswer, cut_at_stop, stopped, usage
+from tunewise.serve.batching import Stopping
 from tunewise.serve.errors import APIError, envelope
 from tunewise.serve.sse import DONE, Frame, UsageFrame, pieces, sse
 from tunewise.serve.state import ServerState
@@ -62,6 +63,8 @@ def _problem(state: ServerState, error: Exception) -> APIError:
     """The envelope for an error met after the status line went out."""
     if isinstance(error, TimeoutError):
         return APIError(504, f"no answer within {state.config.timeout_s:g} s", code="timeout")
+    if isinstance(error, Stopping):
+        return stopped()
     if isinstance(error, ValueError):
         return APIError(400, str(error), code="invalid_value")
     log.error("streamed generation failed", exc_info=error)
