@@ -394,11 +394,13 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help="Requests per batched model call")] = 16,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits to fill")] = 10.0,
     timeout_s: Annotated[float, typer.Option("--timeout", help="Per-request time limit (504 after)")] = 120.0,
+    drain_timeout_s: Annotated[float | None, typer.Option("--drain-timeout", help="After SIGTERM, how long in-flight requests may take (503 after; default: --timeout + 5 s)")] = None,
     cache_size: Annotated[int, typer.Option("--cache-size", help="Exact-match answer cache entries (0: off)")] = 4096,
     semantic_cache: Annotated[bool, typer.Option("--semantic-cache", help="Also reuse answers to near-identical questions")] = False,
     capture: Annotated[Path | None, typer.Option("--capture", help="Append answered chats to this JSONL (training format)")] = None,
     capture_pii: Annotated[str, typer.Option("--capture-pii", help="redact | skip captured records with personal data")] = "redact",
     public_metrics: Annotated[bool, typer.Option("--public-metrics", help="Serve /metrics without an API key")] = False,
+    public_docs: Annotated[bool, typer.Option("--public-docs", help="Serve /openapi.json and /docs without an API key")] = False,
     precision: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16")] = "auto",
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Folder for uploads, fine-tuning jobs and their models; turns on /v1/files and /v1/fine_tuning/jobs")] = None,
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", help="Largest file POST /v1/files accepts")] = 64_000_000,
@@ -414,10 +416,11 @@ def serve(
 
     try:
         config = ServeConfig(host=host, port=port, api_key_file=api_key_file, max_queue=max_queue,
-                             max_batch=max_batch, max_wait_ms=max_wait_ms, timeout_s=timeout_s, cache_size=cache_size,
+                             max_batch=max_batch, max_wait_ms=max_wait_ms, timeout_s=timeout_s,
+                             drain_timeout_s=drain_timeout_s, cache_size=cache_size,
                              semantic_cache=semantic_cache, capture_path=capture, capture_pii=capture_pii,
-                             public_metrics=public_metrics, precision=precision, state_dir=state_dir,
-                             max_upload_bytes=max_upload_bytes)
+                             public_metrics=public_metrics, public_docs=public_docs, precision=precision,
+                             state_dir=state_dir, max_upload_bytes=max_upload_bytes)
         run_server(config, run=run_dir, arms=arm, model=model, adapters=adapters,
                    log=lambda m: err.print(escape(m)))
     except ValidationError as exc:

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import threading
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunewise.serve.batching import QueueFull
+from tunewise.serve.batching import DecodeSpeed, QueueFull, Stopping
 from tunewise.serve.cache import cache_key, cacheable
 from tunewise.serve.errors import APIError
 from tunewise.serve.models import ServedModel, request_example, softmax
@@ -32,8 +34,12 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- model calls (batcher thread)
 
 
-def run_batch(models: dict[str, ServedModel], key: Hashable, payloads: list[Any]) -> list[Any]:
-    """One batched call: `key` says which model and what kind of call; one result per payload."""
+def run_batch(models: dict[str, ServedModel], key: Hashable, payloads: list[Any],
+              stop: threading.Event | None = None, speed: DecodeSpeed | None = None) -> list[Any]:
+    """One batched call: `key` says which model and what kind of call; one result per payload.
+
+    A generation checks `stop` between decoding steps (and ends with `Stopping` once it is set) and records its
+    seconds per step in `speed`."""
     kind, name = key[0], key[1]  # type: ignore[index]
     if kind == "call":  # engine changes (attaching a new adapter) run here, between batches
         return [call() for call in payloads]
@@ -53,8 +59,26 @@ def run_batch(models: dict[str, ServedModel], key: Hashable, payloads: list[Any]
         # greedy ignores the seed; unseeded sampling draws a fresh one per batch
         seed = seeded[1] if seeded else (random.randrange(2**31) if temperature > 0 else 0)
         prompts, on_tokens = row_router(payloads)
-        return lm.generate(prompts, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
-                           batch_size=len(payloads), on_tokens=on_tokens)
+        started = time.perf_counter()
+        results = lm.generate(prompts, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
+                              batch_size=len(payloads), on_tokens=_stoppable(on_tokens, stop))
+        if speed is not None:
+            speed.record(time.perf_counter() - started, max(r.completion_tokens for r in results))
+        return results
+
+
+def _stoppable(on_tokens: Any, stop: threading.Event | None) -> Any:
+    """The per-step token callback, raising `Stopping` (which ends `generate`) once `stop` is set."""
+    if stop is None:
+        return on_tokens
+
+    def step(index: int, ids: list[int], finished: bool) -> None:
+        if stop.is_set():
+            raise Stopping("the server stopped this generation before it finished")
+        if on_tokens is not None:
+            on_tokens(index, ids, finished)
+
+    return step
 
 
 # ---------------------------------------------------------------- what an answer is
@@ -118,9 +142,17 @@ def _single_input(served: ServedModel, messages: list[dict[str, str]]) -> str:
     return messages[0]["content"]
 
 
+def stopped() -> APIError:
+    """The envelope for a request the server gave up on while stopping (the drain limit passed)."""
+    return APIError(503, "the server stopped before this request finished (its --drain-timeout passed); send it "
+                         "again, to another replica", code="shutting_down", headers={"Retry-After": "1"})
+
+
 def _submit(state: ServerState, key: Hashable, payload: Any) -> Future:
     try:
         return state.batcher.submit(key, payload)
+    except Stopping:
+        raise stopped() from None
     except QueueFull:
         retry = max(1, round(state.config.max_wait_ms / 1000 + 1))
         raise APIError(429, f"the server is at capacity ({state.config.max_queue} requests admitted); retry after "
@@ -133,6 +165,8 @@ async def _await(state: ServerState, key: Hashable, payload: Any) -> Any:
         return await asyncio.wait_for(asyncio.wrap_future(future), state.config.timeout_s)
     except TimeoutError:
         raise APIError(504, f"no answer within {state.config.timeout_s:g} s", code="timeout") from None
+    except Stopping:
+        raise stopped() from None
     except ValueError as err:  # a model-side refusal of this input (e.g. a classical model missing features)
         raise APIError(400, str(err), code="invalid_value") from None
 
@@ -169,15 +203,21 @@ def _plain_classify(labels: list[str], text: str) -> list[dict[str, str]]:
 
 
 async def _generate(state: ServerState, served: ServedModel, prompt: Any, request: Any,
-                    stream: bool = False) -> Answer | LiveAnswer:
+                    stream: bool = False, param: str = "messages") -> Answer | LiveAnswer:
     assert served.engine is not None
     lm = served.engine.lm
     max_tokens = request.max_tokens or served.default_max_tokens or state.config.default_max_tokens
     prompt_tokens = len(await asyncio.to_thread(lm.render, prompt))
+    if prompt_tokens == 0:  # an empty completion prompt: start from the start of a document, as OpenAI does
+        start = lm.tokenizer.bos_token or lm.tokenizer.eos_token
+        if not start:
+            raise APIError(400, f"{param} is empty and this model's tokenizer has no start-of-text token to begin "
+                                "from. Fix: send at least one character of text", param=param, code="invalid_value")
+        prompt, prompt_tokens = start, len(await asyncio.to_thread(lm.render, start))
     if prompt_tokens + max_tokens > served.engine.context_length:
         raise APIError(400, f"This model's context is {served.engine.context_length} tokens; the prompt has "
-                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more. Shorten the messages or "
-                            "lower max_tokens.", param="messages", code="context_length_exceeded")
+                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more. Shorten the {param} or "
+                            "lower max_tokens.", param=param, code="context_length_exceeded")
     if served.json_schema is not None:
         key: tuple = ("generate_json", served.name, max_tokens)
     else:
@@ -201,8 +241,9 @@ async def _generate(state: ServerState, served: ServedModel, prompt: Any, reques
 
 
 async def answer(state: ServerState, served: ServedModel, endpoint: str, messages: list[dict[str, str]] | str,
-                 request: Any, stream: bool = False) -> Answer | LiveAnswer:
-    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt).
+                 request: Any, stream: bool = False, param: str = "messages") -> Answer | LiveAnswer:
+    """Cache lookup, then the model. `messages` is what the caller sent (a chat, or a completion prompt), and
+    `param` its name in errors ("messages", "prompt", "prompt.2").
 
     With `stream`, a generation is returned live (its tokens still coming); anything else comes whole."""
     if request.max_tokens is not None and request.max_tokens > state.config.max_tokens_limit:
@@ -236,10 +277,9 @@ async def answer(state: ServerState, served: ServedModel, endpoint: str, message
     if served.prompt is not None:
         prompt = await asyncio.to_thread(served.prompt, text)
     if served.labels is not None:
-        result = await _label(state, served, text, None, prompt if served.prompt else None,
-                              "prompt" if isinstance(messages, str) else "messages")
+        result = await _label(state, served, text, None, prompt if served.prompt else None, param)
     else:
-        result = await _generate(state, served, prompt, request, stream)
+        result = await _generate(state, served, prompt, request, stream, param)
     if isinstance(result, LiveAnswer):
         result.remember = lambda done: _remember(state, served, done, key if deterministic else None,
                                                  semantic_scope, semantic_text)

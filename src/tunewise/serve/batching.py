@@ -14,8 +14,11 @@ never later than `BURST_CAP` windows after the first (a steady trickle cannot ho
 rather than an ever-growing wait.
 
 Model calls run on this one thread only, so a model is never used by two batches at once (and an adapter
-switched on for a batch stays on until it ends). Knows nothing about models or HTTP: `run(key, payloads)`
-returns one result per payload.
+switched on for a batch stays on until it ends). `abort` (the end of a drain that ran out of time) fails every
+admitted request with `Stopping`: waiting ones at once, the running batch at its next decoding step (the runner
+checks `aborting` between steps), so the thread is idle before the process exits. `DecodeSpeed` keeps the
+measured seconds per decoding step, from which a drain estimates how long the admitted work needs.
+Knows nothing about models or HTTP: `run(key, payloads)` returns one result per payload.
 """
 
 from __future__ import annotations
@@ -35,6 +38,26 @@ class QueueFull(Exception):
     """Admitting the request would exceed `max_queue`."""
 
 
+class Stopping(Exception):
+    """The server is stopping and gave up on this request before its batch finished."""
+
+
+class DecodeSpeed:
+    """Seconds per decoding step of generation batches, as measured (a moving average; None until one ran)."""
+
+    def __init__(self) -> None:
+        self.seconds_per_step: float | None = None
+        self._lock = threading.Lock()
+
+    def record(self, seconds: float, steps: int) -> None:
+        if steps <= 0:
+            return
+        with self._lock:
+            measured = seconds / steps
+            previous = self.seconds_per_step
+            self.seconds_per_step = measured if previous is None else 0.8 * previous + 0.2 * measured
+
+
 @dataclass
 class _Item:
     key: Hashable
@@ -45,8 +68,10 @@ class _Item:
 
 class MicroBatcher:
     def __init__(self, run: Runner, *, max_batch: int, max_wait_s: float, max_queue: int,
-                 on_batch: Callable[[Hashable, int], None] | None = None) -> None:
+                 on_batch: Callable[[Hashable, int], None] | None = None,
+                 aborting: threading.Event | None = None) -> None:
         self._run = run
+        self.aborting = aborting or threading.Event()
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -64,6 +89,8 @@ class MicroBatcher:
 
     def submit(self, key: Hashable, payload: Any) -> Future:
         with self._cond:
+            if self.aborting.is_set():
+                raise Stopping
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             if self._admitted >= self.max_queue:
@@ -80,6 +107,18 @@ class MicroBatcher:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout)
+
+    def abort(self) -> int:
+        """Fail every admitted request with `Stopping` (see the module docstring); how many were waiting."""
+        self.aborting.set()
+        with self._cond:
+            waiting, self._waiting = self._waiting, []
+            self._admitted -= len(waiting)
+            self._cond.notify()
+        for item in waiting:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(Stopping("the server stopped before this request's batch ran"))
+        return len(waiting)
 
     def _next_batch(self) -> list[_Item] | None:
         with self._cond:

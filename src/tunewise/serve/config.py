@@ -23,6 +23,9 @@ class ServeConfig(BaseModel):
     api_key_file: Path | None = Field(None, description="File with one accepted API key per line (# comments). "
                                       "With no key from either source the server is open.")
     public_metrics: bool = Field(False, description="Serve /metrics without a key (for scrapers without one).")
+    public_docs: bool = Field(False, description="Serve the OpenAPI schema (/openapi.json) and its browsable page "
+                              "(/docs) without a key; with keys and without this, they need the key like every "
+                              "route (a browser cannot send one, so /docs then works only from API tooling).")
     max_queue: int = Field(256, ge=1, description="Requests admitted (waiting or running) at once; more get 429 "
                            "with Retry-After.")
     max_batch: int = Field(16, ge=1, le=512, description="Most requests one batched model call answers.")
@@ -40,8 +43,10 @@ class ServeConfig(BaseModel):
                                       "JSONL file (the training chat format); off when unset.")
     capture_pii: Literal["redact", "skip"] = Field("redact", description="Captured text with personal data or "
                                                    "secrets: replace the spans with placeholders, or skip the record.")
-    drain_timeout_s: float = Field(30.0, ge=0, description="After SIGTERM, how long in-flight requests may take "
-                                   "before the server stops anyway.")
+    drain_timeout_s: float | None = Field(None, ge=0, description="After SIGTERM, how long in-flight requests "
+                                          "may take; those still unanswered then get a 503 envelope (a stream: an "
+                                          "error event and [DONE]). Default: --timeout plus 5 s, which no request "
+                                          "can outlast (each ends by --timeout, with a 504 if need be).")
     precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="Local model precision; auto = "
                                                                "bf16 where the hardware runs it fast.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: all cores.")

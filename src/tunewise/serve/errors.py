@@ -1,12 +1,14 @@
 """The OpenAI error envelope, and the exception that carries one out of any handler.
 
 Every rejected request gets `{"error": {"message", "type", "param", "code"}}` with a 4xx status that says whose
-fault it was, and `param` naming the offending field, so clients built for OpenAI show a useful message.
-Knows nothing about models.
+fault it was, and `param` naming the offending field, so clients built for OpenAI show a useful message. An
+unexpected failure gets the same envelope with status 500 and the request's id (`x-request-id`, also in the log
+line with the traceback), never a plain-text page. Knows nothing about models.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -27,6 +29,18 @@ class APIError(Exception):
         self.code = code
         self.type = type or _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
         self.headers = headers
+
+
+def new_request_id() -> str:
+    """An id for one request, sent back as `x-request-id` (OpenAI's header) and written in its log lines."""
+    return f"req_{secrets.token_hex(12)}"
+
+
+def internal_error(error: BaseException, request_id: str) -> APIError:
+    """The 500 envelope for an unexpected exception: what kind it was and the id to find it in the log."""
+    return APIError(500, f"internal error ({type(error).__name__}); the server log has the details under request "
+                         f"id {request_id}. This is a bug in the server, not in the request: please report it",
+                    code="internal_error")
 
 
 def envelope(error: APIError) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 `event_stream` drives one or more choices at once: each choice's text pieces go out as they come, framed by
 the protocol it is given (sse.py), then the usage (when asked) and `[DONE]`. A client that goes away cancels
 the stream: its live rows are dropped from their batch and `tunewise_stream_disconnects` counts it. An error
-after the status line was sent goes into the stream as an OpenAI error envelope.
+after the status line was sent goes into the stream as an OpenAI error envelope, followed by `[DONE]`.
 
 Knows nothing about routes or request bodies, nor about which protocol it frames.
 """
@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from tunewise.serve.answering import Answer, LiveAnswer, cut_at_stop, usage
+from tunewise.serve.answering import Answer, LiveAnswer, cut_at_stop, stopped, usage
+from tunewise.serve.batching import Stopping
 from tunewise.serve.errors import APIError, envelope
 from tunewise.serve.sse import DONE, Frame, UsageFrame, pieces, sse
 from tunewise.serve.state import ServerState
@@ -62,6 +63,8 @@ def _problem(state: ServerState, error: Exception) -> APIError:
     """The envelope for an error met after the status line went out."""
     if isinstance(error, TimeoutError):
         return APIError(504, f"no answer within {state.config.timeout_s:g} s", code="timeout")
+    if isinstance(error, Stopping):
+        return stopped()
     if isinstance(error, ValueError):
         return APIError(400, str(error), code="invalid_value")
     log.error("streamed generation failed", exc_info=error)
@@ -110,6 +113,7 @@ async def event_stream(state: ServerState, answers: list[Answer | LiveAnswer], f
         problem = _problem(state, error)
         state.metrics.errors.labels(str(problem.status), problem.code or "").inc()
         yield sse(envelope(problem))
+        yield DONE  # the stream still ends as every stream does, so clients stop reading
     finally:
         for task in pumps:
             task.cancel()

@@ -8,9 +8,19 @@ written first). On success the adapter is exported as safetensors under `STATE/m
 to the base model's engine on the batcher thread (the only thread that touches an engine), so the returned
 `fine_tuned_model` name answers on /v1/chat/completions before the job says `succeeded`.
 
+Pause and resume use the engine's SIGTERM-safe stop: a paused running job writes a checkpoint at the end of
+its current step and stops; resume queues it again and the engine continues from that checkpoint. Each sealed
+checkpoint is recorded (GET .../checkpoints).
+
 Restart policy: the job store is on disk. Jobs that were validating or queued are taken up again; a job that
 was running resumes from its last complete checkpoint (the engine's resume gives the weights an uninterrupted
-run would have), and says so in its events. Succeeded jobs' models are served again, if their base model is.
+run would have), and says so in its events; a paused job stays paused. Succeeded jobs' models are served
+again, if their base model is.
+
+Reproducibility: the same file, seed and hyperparameters give bitwise-identical adapters on CPU, paused and
+resumed or not. Training here shares the process with the batcher thread, whose every generate call reseeds
+torch's global generator; so jobs train without LoRA dropout (`LORA_DROPOUT`: then no training step draws from
+that generator) and the engine draws the adapters' initial weights from a generator of their own.
 Knows nothing about HTTP.
 """
 
@@ -33,6 +43,7 @@ log = logging.getLogger("tunewise.serve.finetune")
 BASE_LEARNING_RATE = 2e-4  # the engine's LoRA default; learning_rate_multiplier scales it
 AUTO_EPOCHS = 3
 AUTO_BATCH = 8
+LORA_DROPOUT = 0.0  # see the module docstring: dropout would draw from the generator the batcher reseeds
 
 EngineCall = Callable[[Callable[[], Any]], Any]
 
@@ -69,12 +80,19 @@ def resolve_hyperparameters(given: dict[str, Any], examples: int) -> dict[str, A
 
 
 class _Stop:
-    """Why training should stop at the next step, if it should: set by cancel and by shutdown."""
+    """Why training should stop at the next step, if it should: set by cancel, pause and shutdown."""
 
     def __init__(self) -> None:
         self.cancel: set[str] = set()
         self.shutdown = threading.Event()
-        self.paused: set[str] = set()  # jobs whose training the shutdown stopped before its last step
+        self.halt: dict[str, threading.Event] = {}  # per job: checkpoint at the end of this step, then stop
+        self.halted: set[str] = set()  # jobs whose training a halt stopped before its last step
+
+    def halt_event(self, job_id: str) -> threading.Event:
+        event = self.halt.setdefault(job_id, threading.Event())
+        if self.shutdown.is_set():
+            event.set()
+        return event
 
 
 class FineTuner:
@@ -105,7 +123,7 @@ class FineTuner:
                     self._register(job)
                 except Exception as error:  # noqa: BLE001 - one unusable model must not stop the server
                     log.warning("not serving %s of job %s: %s", job["fine_tuned_model"], job["id"], error)
-            elif job["status"] not in TERMINAL:
+            elif job["status"] not in TERMINAL and job["status"] != "paused":
                 if job["status"] == "running":
                     self.jobs.transition(job["id"], "queued", "The server restarted while this job was training; "
                                          "it resumes from its last complete checkpoint")
@@ -115,6 +133,8 @@ class FineTuner:
     def close(self, timeout: float = 60.0) -> None:
         """Stop training at the next step (checkpoint written; the job resumes on restart) and end the worker."""
         self._stop.shutdown.set()
+        for event in list(self._stop.halt.values()):
+            event.set()
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -129,10 +149,38 @@ class FineTuner:
             assert job is not None  # the route looked it up
             if job["status"] in TERMINAL or job_id in self._committing:
                 raise JobConflict(f"job {job_id} has already {'finished' if job_id in self._committing else job['status']};"
-                                  " only a job that is validating, queued or running can be cancelled")
+                                  " only a job that is validating, queued, running or paused can be cancelled")
             self._stop.cancel.add(job_id)
             self.jobs.transition(job_id, "cancelled", "Job cancelled"
                                  + (": training stops at the next step" if job["status"] == "running" else ""))
+        if job["status"] == "paused":
+            self.submit(job_id)  # the worker removes its checkpoints (after any training of it has stopped)
+        return self.jobs.get(job_id) or job
+
+    def pause(self, job_id: str) -> dict[str, Any]:
+        """Pause a queued or running job; a running one checkpoints at the end of its step and stops."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            assert job is not None  # the route looked it up
+            if job["status"] not in ("queued", "running") or job_id in self._committing:
+                state = "finishing" if job_id in self._committing else job["status"]
+                raise JobConflict(f"job {job_id} is {state}; only a queued or running job can be paused")
+            self._stop.halt_event(job_id).set()
+            self.jobs.transition(job_id, "paused", "Job paused" + (": training stops at the end of this step with "
+                                                                   "a checkpoint" if job["status"] == "running"
+                                                                   else ""))
+        return self.jobs.get(job_id) or job
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """Queue a paused job again; its training continues from its last checkpoint."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            assert job is not None  # the route looked it up
+            if job["status"] != "paused":
+                raise JobConflict(f"job {job_id} is {job['status']}; only a paused job can be resumed")
+            self._stop.halt.pop(job_id, None)
+            self.jobs.transition(job_id, "queued", "Job resumed: training continues from its last checkpoint")
+        self.submit(job_id)
         return self.jobs.get(job_id) or job
 
     # ------------------------------------------------------------------ the worker
@@ -155,7 +203,9 @@ class FineTuner:
 
     def _process(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
-        if job is None or job["status"] in TERMINAL:
+        if job is not None and job["status"] == "cancelled":
+            shutil.rmtree(self.jobs.folder(job_id) / "work", ignore_errors=True)
+        if job is None or job["status"] in TERMINAL or job["status"] == "paused":
             return
         examples = self._validate(job)
         if examples is None:
@@ -201,7 +251,8 @@ class FineTuner:
         hyper = job["hyperparameters"]
         return SFTSettings(method="lora", epochs=hyper["n_epochs"], batch_size=hyper["batch_size"],
                            learning_rate=BASE_LEARNING_RATE * hyper["learning_rate_multiplier"],
-                           seed=job["seed"], precision=self.precision, max_length=min(512, context_length))
+                           seed=job["seed"], precision=self.precision, max_length=min(512, context_length),
+                           lora_dropout=LORA_DROPOUT)
 
     def _train(self, job: dict[str, Any], train: list[Any], val: list[Any]) -> None:
         from tunewise.train.sft import SFTError, train_sft, write_info
@@ -212,25 +263,22 @@ class FineTuner:
         if not self.jobs.transition(job_id, "running", "Fine-tuning started"):
             return
         work = self.jobs.folder(job_id) / "work"
+        halt = self._stop.halt_event(job_id)
         try:
             result = train_sft(train, val, self._settings(job, base.engine.context_length), base.engine.lm.name,
-                               work, callbacks=[self._callback(job_id)],
+                               work, callbacks=[*self._callbacks(job_id, halt)],
                                log=lambda message: self.jobs.event(job_id, message))
         except SFTError as error:
             self._fail(job_id, "invalid_training_data", str(error), "training_file")
             return
-        steps = f"step {result.info.steps}"
-        if job_id in self._stop.cancel:
-            self.jobs.event(job_id, f"Training stopped at {steps} after cancellation; nothing was kept")
-            shutil.rmtree(work, ignore_errors=True)
-            return
-        if job_id in self._stop.paused:
-            self.jobs.event(job_id, f"The server is stopping: training paused at {steps} with a checkpoint; the job "
-                                    "resumes when the server starts again")
+        if self._stopped(job_id, f"step {result.info.steps}", work):
             return
         with self._lock:
             if job_id in self._stop.cancel:  # cancelled between the last step and here
                 shutil.rmtree(work, ignore_errors=True)
+                return
+            if (self.jobs.get(job_id) or {}).get("status") == "paused":  # paused after its last step
+                self.jobs.event(job_id, "Training paused after its last step; resume finishes the job")
                 return
             self._committing.add(job_id)
         try:
@@ -251,7 +299,30 @@ class FineTuner:
                 self._committing.discard(job_id)
         shutil.rmtree(work, ignore_errors=True)
 
-    def _callback(self, job_id: str) -> Any:
+    def _stopped(self, job_id: str, steps: str, work: Path) -> bool:
+        """Whether training ended early (cancel, pause, shutdown), each said in the job's events."""
+        if job_id in self._stop.cancel:
+            self.jobs.event(job_id, f"Training stopped at {steps} after cancellation; nothing was kept")
+            shutil.rmtree(work, ignore_errors=True)
+            return True
+        if job_id not in self._stop.halted:
+            return False
+        self._stop.halted.discard(job_id)
+        if self._stop.shutdown.is_set():
+            self.jobs.event(job_id, f"The server is stopping: training paused at {steps} with a checkpoint; the job "
+                                    "resumes when the server starts again")
+        else:
+            self.jobs.event(job_id, f"Training paused at {steps} with a checkpoint; resume continues from it")
+        return True
+
+    def _callbacks(self, job_id: str, halt: threading.Event) -> list[Any]:
+        """The engine's SIGTERM-safe stop driven by `halt` (it also keeps a stop from adding an epoch's
+        evaluation and save), then this job's events."""
+        from tunewise.train.scaffold import stop_on_sigterm
+
+        return [stop_on_sigterm(halt), self._callback(job_id, halt)]
+
+    def _callback(self, job_id: str, halt: threading.Event) -> Any:
         from transformers import TrainerCallback
 
         jobs, stop = self.jobs, self._stop
@@ -269,10 +340,14 @@ class FineTuner:
                 jobs.update(job_id, tunewise={"step": state.global_step, "total_steps": state.max_steps})
                 if job_id in stop.cancel:
                     control.should_training_stop = True
-                elif stop.shutdown.is_set() and state.global_step < state.max_steps:
-                    control.should_save = True  # resume from here after the restart
-                    control.should_training_stop = True
-                    stop.paused.add(job_id)
+                elif halt.is_set() and state.global_step < state.max_steps:
+                    stop.halted.add(job_id)  # stop_on_sigterm(halt) saves the checkpoint to resume from
+
+            def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                losses = {"train_loss": "loss", "valid_loss": "eval_loss"}
+                metrics = {name: float(line[key]) for line in state.log_history for name, key in losses.items()
+                           if key in line}  # the last logged value of each
+                jobs.checkpoint(job_id, state.global_step, metrics)
 
             def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                        **kwargs: Any) -> None:

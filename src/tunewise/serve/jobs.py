@@ -2,9 +2,11 @@
 
 A job moves validating_files -> queued -> running -> succeeded | failed | cancelled; `transition` refuses any
 other move (so a job cancelled while its last step ran cannot turn into `succeeded` afterwards), and each move
-is an event. A running job may also go back to queued: that is how a job interrupted by a restart resumes.
-Each job is `STATE/jobs/<id>/job.json`, rewritten by temp file and rename on every change, and
-`events.jsonl`, appended line by line and fsynced (a line torn by a crash is skipped when read).
+is an event. A running job may also go back to queued: that is how a job interrupted by a restart resumes. A
+queued or running job may be paused (status `paused`, as OpenAI's API says) and a paused one resumed (queued).
+Each job is `STATE/jobs/<id>/job.json`, rewritten by temp file and rename on every change, `events.jsonl`,
+appended line by line and fsynced (a line torn by a crash is skipped when read), and `checkpoints.jsonl`, one
+line per checkpoint the engine sealed.
 Knows nothing about HTTP or training.
 """
 
@@ -25,8 +27,9 @@ from tunewise.store.atomic import atomic_write_text
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 NEXT: dict[str, frozenset[str]] = {
     "validating_files": frozenset({"queued", "failed", "cancelled"}),
-    "queued": frozenset({"running", "failed", "cancelled"}),
-    "running": frozenset({"succeeded", "failed", "cancelled", "queued"}),
+    "queued": frozenset({"running", "failed", "cancelled", "paused"}),
+    "running": frozenset({"succeeded", "failed", "cancelled", "queued", "paused"}),
+    "paused": frozenset({"queued", "failed", "cancelled"}),
 }
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 
@@ -100,34 +103,54 @@ class JobStore:
         self.event(job_id, message or f"Job status: {status}", level=level, data={"status": status})
         return True
 
-    def event(self, job_id: str, message: str, *, level: str = "info", kind: str = "message",
-              data: dict[str, Any] | None = None) -> dict[str, Any]:
-        event = {"id": f"ftevent-{secrets.token_hex(12)}", "object": "fine_tuning.job.event",
-                 "created_at": int(time.time()), "level": level, "message": message, "type": kind, "data": data}
-        path = self.folder(job_id) / "events.jsonl"
+    def _append(self, path: Path, record: dict[str, Any]) -> None:
         with self._lock:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(event) + "\n")
+                handle.write(json.dumps(record) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-        return event
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
-        """Newest first, as OpenAI lists them."""
-        path = self.folder(job_id) / "events.jsonl"
+    def _read(self, path: Path) -> list[dict[str, Any]]:
+        """The records of a JSONL file, oldest first (a line torn by a crash is skipped)."""
         with self._lock:
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except OSError:
                 return []
-        events = []
+        records = []
         for line in lines:
             try:
-                events.append(json.loads(line))
+                records.append(json.loads(line))
             except ValueError:
-                continue  # the last line of a crash
-        return events[::-1]
+                continue
+        return records
+
+    def checkpoint(self, job_id: str, step: int, metrics: dict[str, float]) -> None:
+        """Record a checkpoint the engine sealed at `step`, with the losses logged up to it."""
+        self._append(self.folder(job_id) / "checkpoints.jsonl", {
+            "id": f"ftckpt-{secrets.token_hex(12)}", "created_at": int(time.time()), "step": step,
+            "metrics": {"step": float(step), **metrics}})
+
+    def checkpoints(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """OpenAI's checkpoint objects, newest first; a step written twice (a resume after kill -9 redoes the
+        steps after the last sealed checkpoint) is listed once, as written last."""
+        by_step = {r["step"]: r for r in self._read(self.folder(job["id"]) / "checkpoints.jsonl")}
+        name = job.get("fine_tuned_model") or f"ft:{job['model']}:{job['id'][-8:]}"
+        return [{"id": r["id"], "object": "fine_tuning.job.checkpoint", "created_at": r["created_at"],
+                 "fine_tuned_model_checkpoint": f"{name}:ckpt-step-{step}", "fine_tuning_job_id": job["id"],
+                 "metrics": r["metrics"], "step_number": step} for step, r in sorted(by_step.items(), reverse=True)]
+
+    def event(self, job_id: str, message: str, *, level: str = "info", kind: str = "message",
+              data: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = {"id": f"ftevent-{secrets.token_hex(12)}", "object": "fine_tuning.job.event",
+                 "created_at": int(time.time()), "level": level, "message": message, "type": kind, "data": data}
+        self._append(self.folder(job_id) / "events.jsonl", event)
+        return event
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """Newest first, as OpenAI lists them."""
+        return self._read(self.folder(job_id) / "events.jsonl")[::-1]
 
 
 def page(items: list[dict[str, Any]], after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:

@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tunewise.serve.answering import Answer, LiveAnswer, answer, lookup, usage
 from tunewise.serve.bodies import read_body
 from tunewise.serve.event_stream import event_stream
+from tunewise.serve.openapi import answers, json_body
+from tunewise.serve.responses import ChatCompletion, Completion
 from tunewise.serve.schemas import ChatRequest, CompletionRequest
 from tunewise.serve.sse import chat_frames, completion_frames
 from tunewise.serve.state import ServerState, State
@@ -30,7 +32,7 @@ _SSE_HEADERS = {"Cache-Control": "no-cache"}
 def chat_body(model: str, done: Answer, ident: str, created: int) -> dict[str, Any]:
     """A whole chat.completion object for one answer."""
     return {"id": ident, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text, "refusal": None},
                          "finish_reason": done.finish_reason, "logprobs": None}],
             "usage": usage([done]), "system_fingerprint": None,
             **({"tunewise": {"cached": done.cached}} if done.cached else {})}
@@ -42,7 +44,17 @@ async def _capture(state: ServerState, messages: list[dict[str, str]], done: Ans
         state.metrics.captured.labels(outcome).inc()
 
 
-@router.post("/v1/chat/completions")
+_EVENTS = {"text/event-stream": {"schema": {  # one server-sent event (OpenAPI 3.1 reads `schema` per event)
+    "type": "object", "required": ["data"],
+    "properties": {"data": {"type": "string", "description": "A chunk as JSON (chat.completion.chunk or "
+                                                             "text_completion), an error envelope as JSON, or "
+                                                             "[DONE], the last event of every stream."},
+                   "event": {"type": "string"}},
+    "description": "With stream: true, the answer comes as server-sent events."}}}
+
+
+@router.post("/v1/chat/completions", openapi_extra=json_body(ChatRequest),
+             responses=answers(ChatCompletion, 400, 404, 413, 429, 504, media=_EVENTS))
 async def chat(request: Request, state: State) -> Response:
     body = await read_body(request, ChatRequest, state.config.max_body_bytes)
     served = lookup(state, body.model)
@@ -66,13 +78,29 @@ async def chat(request: Request, state: State) -> Response:
                              media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-@router.post("/v1/completions")
+def _all_or_none(results: list[Answer | LiveAnswer | BaseException]) -> list[Answer | LiveAnswer]:
+    """Every prompt's answer, or the first prompt's error, with the rows already generating for the others
+    dropped from their batches (nobody will read them)."""
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if not failed:
+        return results  # type: ignore[return-value]
+    for result in results:
+        if isinstance(result, LiveAnswer):
+            result.sink.cancelled = True
+            result.future.cancel()
+    raise failed[0]
+
+
+@router.post("/v1/completions", openapi_extra=json_body(CompletionRequest),
+             responses=answers(Completion, 400, 404, 413, 429, 504, media=_EVENTS))
 async def completions(request: Request, state: State) -> Response:
     body = await read_body(request, CompletionRequest, state.config.max_body_bytes)
     served = lookup(state, body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    answers: list[Answer | LiveAnswer] = list(await asyncio.gather(
-        *(answer(state, served, "completion", p, body, stream=body.stream) for p in prompts)))
+    params = ["prompt"] if isinstance(body.prompt, str) else [f"prompt.{i}" for i in range(len(prompts))]
+    answers = _all_or_none(await asyncio.gather(
+        *(answer(state, served, "completion", p, body, stream=body.stream, param=param)
+          for p, param in zip(prompts, params)), return_exceptions=True))
     ident, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

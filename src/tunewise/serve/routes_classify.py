@@ -14,13 +14,16 @@ from fastapi.responses import JSONResponse
 from tunewise.serve.answering import classified, lookup
 from tunewise.serve.bodies import read_body
 from tunewise.serve.errors import APIError
+from tunewise.serve.openapi import answers, json_body
+from tunewise.serve.responses import ClassificationList
 from tunewise.serve.schemas import ClassifyRequest
 from tunewise.serve.state import State
 
 router = APIRouter()
 
 
-@router.post("/v1/classify")
+@router.post("/v1/classify", openapi_extra=json_body(ClassifyRequest),
+             responses=answers(ClassificationList, 400, 404, 413, 429, 504))
 async def classify(request: Request, state: State) -> JSONResponse:
     body = await read_body(request, ClassifyRequest, state.config.max_body_bytes)
     served = lookup(state, body.model)

@@ -24,7 +24,9 @@ from starlette.types import Message, Receive
 from tunewise.serve.errors import APIError
 from tunewise.serve.files import FILE_ID, FileRejected, StoredFile
 from tunewise.serve.jobs import TERMINAL
-from tunewise.serve.paging import paged
+from tunewise.serve.openapi import answers, query
+from tunewise.serve.paging import AFTER, LIMIT, MAX_LIMIT, ORDER, paged
+from tunewise.serve.responses import FileDeleted, FileList, FileObject
 from tunewise.serve.state import FineTuning, ServerState, State, current_state
 
 FORM_HEADROOM = 64 * 1024  # a body may exceed the file limit by this much: the form's boundaries and headers
@@ -135,29 +137,34 @@ def _length(file: UploadFile) -> int:
     return file.file.tell()
 
 
-router.add_api_route("/v1/files", upload, methods=["POST"], route_class_override=UploadRoute)
+router.add_api_route("/v1/files", upload, methods=["POST"], route_class_override=UploadRoute, response_model=None,
+                     responses=answers(FileObject, 400, 413))
+
+_PURPOSE = ("purpose", {"type": "string"}, "Only files uploaded with this purpose.")
 
 
-@router.get("/v1/files")
+@router.get("/v1/files", response_model=None, responses=answers(FileList, 400),
+            openapi_extra=query(_PURPOSE, LIMIT, AFTER, ORDER))
 async def list_files(request: Request, state: State) -> dict[str, Any]:
     purpose = request.query_params.get("purpose")
     records = [f.public() for f in _finetuning(state).files.all() if purpose is None or f.purpose == purpose]
-    return paged(records, request)
+    return paged(records, request, default_limit=MAX_LIMIT, orderable=True)  # OpenAI's default is the maximum
 
 
-@router.get("/v1/files/{file_id}")
+@router.get("/v1/files/{file_id}", response_model=None, responses=answers(FileObject, 404))
 async def get_file(file_id: str, state: State) -> dict[str, Any]:
     return file_or_404(state, file_id).public()
 
 
-@router.get("/v1/files/{file_id}/content")
+@router.get("/v1/files/{file_id}/content", response_class=Response,
+            responses=answers(None, 404, media={"application/jsonl": {"schema": {"type": "string"}}}))
 async def file_content(file_id: str, state: State) -> Response:
     file_or_404(state, file_id)
     content = await asyncio.to_thread(_finetuning(state).files.data_path(file_id).read_bytes)
     return Response(content, media_type="application/jsonl")
 
 
-@router.delete("/v1/files/{file_id}")
+@router.delete("/v1/files/{file_id}", response_model=None, responses=answers(FileDeleted, 400, 404))
 async def delete_file(file_id: str, state: State) -> dict[str, Any]:
     file_or_404(state, file_id)
     finetune = _finetuning(state)

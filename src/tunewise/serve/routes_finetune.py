@@ -1,6 +1,6 @@
 """OpenAI's fine-tuning job endpoints: POST|GET /v1/fine_tuning/jobs, GET /v1/fine_tuning/jobs/{id},
-POST /v1/fine_tuning/jobs/{id}/cancel, GET /v1/fine_tuning/jobs/{id}/events; and, on a server without a state
-folder, `disabled_router`, whose 404 says how to turn the files and fine-tuning API on.
+POST /v1/fine_tuning/jobs/{id}/cancel|pause|resume, GET /v1/fine_tuning/jobs/{id}/events|checkpoints; and, on a
+server without a state folder, `disabled_router`, whose 404 says how to turn the files and fine-tuning API on.
 
 Everything a client can get wrong is refused when the request arrives, with the parameter named: an unknown
 file or base model, a file of the wrong purpose or too few examples, hyperparameters out of range. What can
@@ -15,82 +15,18 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
 
 from tunewise.serve.bodies import read_body
 from tunewise.serve.errors import APIError
 from tunewise.serve.files import MIN_TRAINING_EXAMPLES
 from tunewise.serve.finetuner import JobConflict, trainable
 from tunewise.serve.jobs import JOB_ID
-from tunewise.serve.paging import paged
+from tunewise.serve.openapi import answers, json_body, query
+from tunewise.serve.paging import AFTER, LIMIT, paged
+from tunewise.serve.responses import CheckpointList, EventList, FineTuningJob, JobList
 from tunewise.serve.routes_files import file_or_404
+from tunewise.serve.schemas_finetune import JobRequest
 from tunewise.serve.state import FineTuning, ServerState, State
-
-_STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
-_RANGES = {"n_epochs": (1, 50), "batch_size": (1, 256), "learning_rate_multiplier": (1e-6, 1000)}
-
-
-class Hyperparameters(BaseModel):
-    """OpenAI's three knobs; "auto" lets the job choose (finetuner.resolve_hyperparameters)."""
-
-    model_config = _STRICT
-    n_epochs: Any = "auto"
-    batch_size: Any = "auto"
-    learning_rate_multiplier: Any = "auto"
-
-    @field_validator("n_epochs", "batch_size", "learning_rate_multiplier")
-    @classmethod
-    def _auto_or_in_range(cls, value: Any, info: ValidationInfo) -> Any:
-        # one check per field (not a typed union) so an error names the field, not a union member
-        low, high = _RANGES[info.field_name]  # type: ignore[index]
-        number = (int, float) if info.field_name == "learning_rate_multiplier" else (int,)
-        if value == "auto" or (isinstance(value, number) and not isinstance(value, bool) and low <= value <= high):
-            return value
-        kind = "a number" if len(number) == 2 else "a whole number"
-        raise ValueError(f"must be \"auto\" or {kind} from {low:g} to {high:g}")
-
-
-class Supervised(BaseModel):
-    model_config = _STRICT
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-
-
-class Method(BaseModel):
-    model_config = _STRICT
-    type: Literal["supervised"]
-    supervised: Supervised = Field(default_factory=Supervised)
-
-
-class JobRequest(BaseModel):
-    """POST /v1/fine_tuning/jobs. Unknown fields are errors: a misspelt hyperparameter must not be ignored."""
-
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
-    model: str = Field(min_length=1, max_length=256)
-    training_file: str = Field(min_length=1, max_length=64)
-    validation_file: str | None = Field(None, max_length=64)
-    hyperparameters: Hyperparameters | None = None
-    method: Method | None = None
-    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    metadata: dict[str, str] | None = None
-
-    @model_validator(mode="after")
-    def _one_place_for_hyperparameters(self) -> JobRequest:
-        if self.hyperparameters is not None and self.method is not None:
-            raise ValueError("give hyperparameters either at the top level or in method.supervised, not both")
-        return self
-
-    def chosen(self) -> dict[str, Any]:
-        source = self.method.supervised.hyperparameters if self.method else self.hyperparameters or Hyperparameters()
-        return source.model_dump()
-
 
 router = APIRouter()
 
@@ -132,7 +68,8 @@ def _check_request(state: ServerState, body: JobRequest) -> None:
                            code="invalid_training_file")
 
 
-@router.post("/v1/fine_tuning/jobs")
+@router.post("/v1/fine_tuning/jobs", openapi_extra=json_body(JobRequest),
+             responses=answers(FineTuningJob, 400, 404, 413))
 async def create_job(request: Request, state: State) -> JSONResponse:
     body = await read_body(request, JobRequest, state.config.max_body_bytes)
     _check_request(state, body)
@@ -147,33 +84,70 @@ async def create_job(request: Request, state: State) -> JSONResponse:
     return JSONResponse(job)
 
 
-@router.get("/v1/fine_tuning/jobs")
+@router.get("/v1/fine_tuning/jobs", response_model=None, responses=answers(JobList, 400),
+            openapi_extra=query(LIMIT, AFTER))
 async def list_jobs(request: Request, state: State) -> dict[str, Any]:
     return paged(_finetuning(state).jobs.all(), request)
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}")
+@router.get("/v1/fine_tuning/jobs/{job_id}", response_model=None, responses=answers(FineTuningJob, 404))
 async def get_job(job_id: str, state: State) -> dict[str, Any]:
     return _job_or_404(state, job_id)
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
-async def cancel_job(job_id: str, state: State) -> dict[str, Any]:
+Action = Literal["cancel", "pause", "resume"]
+
+
+async def _act(state: ServerState, job_id: str, action: Action) -> dict[str, Any]:
     _job_or_404(state, job_id)
+    tuner = _finetuning(state).tuner
     try:
-        return await asyncio.to_thread(_finetuning(state).tuner.cancel, job_id)
+        return await asyncio.to_thread(getattr(tuner, action), job_id)
     except JobConflict as error:
         raise APIError(400, str(error), param="fine_tuning_job_id", code="invalid_state") from None
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/events")
+@router.post("/v1/fine_tuning/jobs/{job_id}/cancel", response_model=None,
+             responses=answers(FineTuningJob, 400, 404))
+async def cancel_job(job_id: str, state: State) -> dict[str, Any]:
+    return await _act(state, job_id, "cancel")
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/pause", response_model=None,
+             responses=answers(FineTuningJob, 400, 404))
+async def pause_job(job_id: str, state: State) -> dict[str, Any]:
+    """A queued job waits; a running one writes a checkpoint at the end of its current step and stops (the
+    engine's SIGTERM-safe stop). Its status is `paused` until resumed, also across server restarts."""
+    return await _act(state, job_id, "pause")
+
+
+@router.post("/v1/fine_tuning/jobs/{job_id}/resume", response_model=None,
+             responses=answers(FineTuningJob, 400, 404))
+async def resume_job(job_id: str, state: State) -> dict[str, Any]:
+    """Queue a paused job again; it continues from its last checkpoint, to the weights an uninterrupted job
+    would have trained."""
+    return await _act(state, job_id, "resume")
+
+
+@router.get("/v1/fine_tuning/jobs/{job_id}/events", response_model=None, responses=answers(EventList, 400, 404),
+            openapi_extra=query(LIMIT, AFTER))
 async def job_events(job_id: str, request: Request, state: State) -> dict[str, Any]:
     _job_or_404(state, job_id)
     listed = paged(await asyncio.to_thread(_finetuning(state).jobs.events, job_id), request)
     return {"object": "list", "data": listed["data"], "has_more": listed["has_more"]}
 
 
-disabled_router = APIRouter()
+@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", response_model=None,
+            responses=answers(CheckpointList, 400, 404), openapi_extra=query(LIMIT, AFTER))
+async def job_checkpoints(job_id: str, request: Request, state: State) -> dict[str, Any]:
+    """The checkpoints the engine wrote (one per epoch, and one on each pause or shutdown), newest first, with
+    the losses logged up to each. They are a record: the weights are kept only until the job finishes, and a
+    checkpoint's model name is not served (the job's final model is)."""
+    job = _job_or_404(state, job_id)
+    return paged(await asyncio.to_thread(_finetuning(state).jobs.checkpoints, job), request, default_limit=10)
+
+
+disabled_router = APIRouter(include_in_schema=False)
 
 
 @disabled_router.api_route("/v1/files{rest:path}", methods=["GET", "POST", "DELETE"])

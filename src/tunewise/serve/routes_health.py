@@ -7,20 +7,22 @@ models beyond their names.
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tunewise.serve.errors import APIError, envelope
+from tunewise.serve.openapi import answers
+from tunewise.serve.responses import Health, Ready
 from tunewise.serve.state import State
 
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses=answers(Health))
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses=answers(Ready))
 async def ready(state: State) -> Response:
     if state.draining:
         return JSONResponse(envelope(APIError(503, "draining: finishing in-flight requests before shutdown",
@@ -28,7 +30,8 @@ async def ready(state: State) -> Response:
     return JSONResponse({"status": "ready", "models": sorted(state.models)})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses=answers(None, media={"text/plain": {"schema": {"type": "string"}}}))
 async def metrics(state: State) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 

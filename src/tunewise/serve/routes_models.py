@@ -11,6 +11,8 @@ from fastapi import APIRouter
 
 from tunewise.serve.answering import lookup
 from tunewise.serve.models import ServedModel
+from tunewise.serve.openapi import answers
+from tunewise.serve.responses import ModelCard, ModelList
 from tunewise.serve.state import State
 
 router = APIRouter()
@@ -23,12 +25,12 @@ def card(served: ServedModel, created: int) -> dict[str, Any]:
                          **served.extra}}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=None, responses=answers(ModelList))
 async def list_models(state: State) -> dict[str, Any]:
     # a copy first: the fine-tuning worker may add a model while this runs
     return {"object": "list", "data": [card(m, int(state.started)) for m in list(state.models.values())]}
 
 
-@router.get("/v1/models/{name:path}")
+@router.get("/v1/models/{name:path}", response_model=None, responses=answers(ModelCard, 404))
 async def one_model(name: str, state: State) -> dict[str, Any]:
     return card(lookup(state, name), int(state.started))

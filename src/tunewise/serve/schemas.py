@@ -2,16 +2,31 @@
 
 Fields OpenAI clients send that do not change our answer (`user`, `metadata`, penalties at their defaults)
 are accepted and ignored; options we cannot honour (n > 1, top_p < 1, tools, logprobs) are rejected with the
-parameter named rather than silently ignored. Knows nothing about models.
+parameter named rather than silently ignored. Each field's JSON schema (published at /openapi.json) says what
+its validator accepts, so generated clients and API testers see the real rules. A temperature above 0 but below `TEMPERATURE_FLOOR` is answered
+greedily (as temperature 0): dividing logits by 1e-45 overflows to inf and the sampler's probabilities become
+nan, and any temperature that small already picks the top token. Knows nothing about models.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _CONFIG = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+
+TEMPERATURE_FLOOR = 1e-3
+"""Temperatures in (0, this) are treated as 0 (greedy). At 1e-3 a logit lead of 0.02 already makes the runner-up
+e^20 times less likely than the top token; far below it, logits / temperature overflows float32 (inf, then nan
+probabilities)."""
+
+
+def _stops_schema() -> dict[str, Any]:
+    """The JSON schema of `stop`: a non-empty string, or a list of at most 4 of them, or null."""
+    text = {"type": "string", "minLength": 1}
+    return {"anyOf": [text, {"type": "array", "items": text, "maxItems": 4}, {"type": "null"}],
+            "description": "Up to 4 sequences where generation stops (not included in the text)."}
 
 
 class TextPart(BaseModel):
@@ -40,13 +55,19 @@ class _Sampling(BaseModel):
     model_config = _CONFIG
     model: str = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2, description=f"0 is greedy; values below {TEMPERATURE_FLOOR:g} are "
+                               "treated as 0.")
+    top_p: float = Field(1.0, gt=0, le=1, json_schema_extra={"enum": [1]})
+    n: int = Field(1, ge=1, json_schema_extra={"enum": [1]})
     seed: int | None = Field(None, ge=-(2**63), lt=2**63)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(None, json_schema_extra=_stops_schema())
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy_below_floor(cls, value: float) -> float:
+        return 0.0 if value < TEMPERATURE_FLOOR else value
 
     @field_validator("top_p")
     @classmethod
@@ -77,23 +98,35 @@ class _Sampling(BaseModel):
 class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_completion_tokens: int | None = Field(None, ge=1)
-    tools: list[dict] | None = None
-    logprobs: bool = False
+    tools: list[dict] | None = Field(None, json_schema_extra={"anyOf": [{"type": "array", "maxItems": 0},
+                                                                      {"type": "null"}]})
+    logprobs: bool = Field(False, json_schema_extra={"enum": [False]})
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value: list[dict] | None) -> list[dict] | None:
+        if value:
+            raise ValueError("tools are not supported by this server; leave tools out or send []")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("logprobs are not supported by this server; leave logprobs out or send false")
+        return value
 
     @model_validator(mode="after")
-    def _supported(self) -> ChatRequest:
-        if self.tools:
-            raise ValueError("tools are not supported by this server")
-        if self.logprobs:
-            raise ValueError("logprobs are not supported by this server")
+    def _max_tokens(self) -> ChatRequest:
         if self.max_tokens is None:
             self.max_tokens = self.max_completion_tokens
         return self
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field()
-    echo: bool = False
+    prompt: str | list[str] = Field(json_schema_extra={"anyOf": [{"type": "string"}, {
+        "type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 64}]})
+    echo: bool = Field(False, json_schema_extra={"enum": [False]})
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for this legacy endpoint
 
     @field_validator("prompt")
@@ -116,8 +149,11 @@ class ClassifyRequest(BaseModel):
 
     model_config = _CONFIG
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[str]
-    labels: list[str] | None = Field(None, min_length=2, max_length=100)
+    input: str | list[str] = Field(json_schema_extra={"anyOf": [{"type": "string"}, {
+        "type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 256}]})
+    labels: list[str] | None = Field(None, min_length=2, max_length=100, json_schema_extra={"anyOf": [
+        {"type": "array", "items": {"type": "string", "pattern": r"\S"}, "minItems": 2, "maxItems": 100,
+         "uniqueItems": True}, {"type": "null"}]})
 
     @field_validator("input")
     @classmethod

@@ -3,12 +3,22 @@
 uvicorn's own shutdown stops listening at once, so a request arriving during shutdown gets a refused
 connection and a load balancer still probing /ready sees nothing useful. Here the first SIGTERM (or Ctrl-C)
 only starts a drain: /ready answers 503 immediately, new requests get 503 (with Retry-After), requests in
-flight run to completion, and only when none is left (or `drain_timeout_s` passed) does uvicorn stop. A second
-signal stops at once.
+flight run to completion, and only when none is left does uvicorn stop. A second signal stops at once.
+
+The drain's limit (`--drain-timeout`) defaults to the request timeout plus `DRAIN_GRACE_S`: every request
+ends within --timeout (with a 504 envelope if its answer is late), so that default never cuts one off. With a
+shorter limit (a scheduler's grace period), what is still unanswered when it passes is failed on purpose:
+the batcher is aborted, so waiting requests get the 503 envelope and a running generation stops at its next
+step (a stream ends with the error event and [DONE]). Either way no model work is left running when the
+process exits (a thread inside torch at interpreter exit aborts the process: "terminate called without an
+active exception"), and the exit code is 0. The drain logs what it waits for, with the time a full batch of
+max_tokens needs at the decode speed measured while serving.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import socket
 import threading
 import time
@@ -20,6 +30,28 @@ from typing import Any
 import uvicorn
 
 from tunewise.serve.state import ServerState
+
+log = logging.getLogger("tunewise.serve")
+
+DRAIN_GRACE_S = 5.0
+"""Added to --timeout for the default drain limit: time for the last answers to be written."""
+ABORT_GRACE_S = 5.0
+"""After an abort, how long the failed requests get to send their envelopes."""
+ASSUMED_STEP_S = 0.05
+"""Seconds per decoding step assumed for the drain's estimate before any batch was measured (a 135M model
+on two busy CPU cores)."""
+
+
+def drain_limit(state: ServerState) -> float:
+    """The drain's limit: --drain-timeout, or --timeout plus DRAIN_GRACE_S."""
+    config = state.config
+    return config.drain_timeout_s if config.drain_timeout_s is not None else config.timeout_s + DRAIN_GRACE_S
+
+
+def full_batch_seconds(state: ServerState) -> tuple[float, bool]:
+    """Seconds a full batch of max_tokens needs at the measured decode speed (and whether it was measured)."""
+    step = state.speed.seconds_per_step
+    return (step or ASSUMED_STEP_S) * state.config.max_tokens_limit, step is not None
 
 
 class DrainingServer(uvicorn.Server):
@@ -34,10 +66,30 @@ class DrainingServer(uvicorn.Server):
         self.state.draining = True
         threading.Thread(target=self._drain, name="tunewise-drain", daemon=True).start()
 
+    def _busy(self) -> bool:
+        return self.state.in_flight > 0 or self.state.batcher.depth() > 0
+
     def _drain(self) -> None:
-        deadline = time.monotonic() + self.state.config.drain_timeout_s
-        while (self.state.in_flight > 0 or self.state.batcher.depth() > 0) and time.monotonic() < deadline:
+        state, limit = self.state, drain_limit(self.state)
+        deadline = time.monotonic() + limit
+        if self._busy():
+            need, measured = full_batch_seconds(state)
+            batches = math.ceil(state.batcher.depth() / state.config.max_batch)
+            log.warning("draining: %d request(s) in flight, %d admitted to the model (%d batch(es)); a full batch "
+                        "of max_tokens %d takes ~%.0f s at %s %.0f ms per decoding step; waiting up to %g s",
+                        state.in_flight, state.batcher.depth(), batches, state.config.max_tokens_limit, need,
+                        "the measured" if measured else "an assumed", 1000 * need / state.config.max_tokens_limit,
+                        limit)
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.02)
+        if self._busy():
+            waiting = state.batcher.abort()
+            log.warning("drain limit of %g s passed: %d request(s) still in flight get a 503 envelope (%d had not "
+                        "reached the model); raise --drain-timeout to let them finish", limit, state.in_flight,
+                        waiting)
+            grace = time.monotonic() + ABORT_GRACE_S
+            while self.state.in_flight > 0 and time.monotonic() < grace:
+                time.sleep(0.02)
         self.should_exit = True
 
 
@@ -56,8 +108,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def _uvicorn_config(app: Any) -> uvicorn.Config:
+    from tunewise.serve.protocol import EnvelopeH11Protocol
+
     return uvicorn.Config(app, log_level="warning", access_log=False, loop="asyncio", lifespan="off",
-                          timeout_graceful_shutdown=5)
+                          http=EnvelopeH11Protocol, timeout_graceful_shutdown=5)
 
 
 def serve_forever(app: Any, state: ServerState, sock: socket.socket) -> None:

@@ -8,6 +8,7 @@ state. Knows nothing about routes, request bodies or response shapes.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from tunewise.serve.auth import KeyChecker
-from tunewise.serve.batching import MicroBatcher, QueueFull
+from tunewise.serve.batching import DecodeSpeed, MicroBatcher, QueueFull
 from tunewise.serve.cache import LRUCache, SemanticCache
 from tunewise.serve.capture import Capture
 from tunewise.serve.config import ServeConfig
@@ -49,6 +50,7 @@ class ServerState:
     semantic: SemanticCache | None = None
     capture: Capture | None = None
     finetune: FineTuning | None = None  # /v1/files and /v1/fine_tuning, when the server has a state folder
+    speed: DecodeSpeed = field(default_factory=DecodeSpeed)  # measured by generation batches
     draining: bool = False
     in_flight: int = 0
     started: float = field(default_factory=time.time)
@@ -78,15 +80,17 @@ def build_state(models: list[ServedModel], config: ServeConfig) -> ServerState:
 
     by_name = {m.name: m for m in models}
     holder: dict[str, ServerState] = {}
-    batcher = MicroBatcher(lambda key, payloads: run_batch(by_name, key, payloads), max_batch=config.max_batch,
-                           max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
+    aborting, speed = threading.Event(), DecodeSpeed()
+    batcher = MicroBatcher(lambda key, payloads: run_batch(by_name, key, payloads, aborting, speed),
+                           max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
+                           max_queue=config.max_queue, aborting=aborting,
                            on_batch=lambda key, n: holder["state"].metrics.batch_size.labels(key[0]).observe(n))
     metrics = ServeMetrics(queue_depth=batcher.depth, in_flight=lambda: holder["state"].in_flight)
     state = ServerState(
         config=config, models=by_name, keys=KeyChecker(load_keys(config.api_keys_env, config.api_key_file)),
         batcher=batcher, metrics=metrics, cache=LRUCache(config.cache_size),
         semantic=SemanticCache(minilm_embedder(), config.semantic_threshold) if config.semantic_cache else None,
-        capture=Capture(config.capture_path, config.capture_pii) if config.capture_path else None)
+        capture=Capture(config.capture_path, config.capture_pii) if config.capture_path else None, speed=speed)
     holder["state"] = state
     if config.state_dir is not None:
         state.finetune = _finetuning(config, by_name, batcher)

@@ -189,7 +189,21 @@ def _load_model(source: str, settings: SFTSettings, init_from: Path | None = Non
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                             target_modules=targets, task_type="CAUSAL_LM", bias="none", **where)
         model = get_peft_model(model, config)
+        _seeded_lora_init(model, settings.seed)
     return model, tokenizer
+
+
+def _seeded_lora_init(model: Any, seed: int) -> None:
+    """Draw the new adapters' A matrices from a generator of their own (peft's distribution; B stays zero).
+
+    peft draws them from torch's global generator, which another thread of the process may reseed at any
+    moment: the server's batcher does on every generate call while a fine-tuning job loads its model, so the
+    same seed could start two jobs from different weights."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():  # the module tree's fixed order
+            if ".lora_A." in name:
+                torch.nn.init.kaiming_uniform_(parameter, a=math.sqrt(5), generator=generator)
 
 
 def _history(log_history: list[dict[str, Any]]) -> list[LossPoint]:
