@@ -54,10 +54,14 @@ def test_the_schema_and_docs_need_the_key_unless_made_public(served, tmp_path, m
                     assert http.get(path, headers=AUTH).status_code == 200
                 assert http.get("/v1/models").status_code == 401  # only the docs became public
                 schema = http.get("/openapi.json", headers=AUTH).json()
+                page = http.get("/docs", headers=AUTH).text
         finally:
             state.close()
     assert schema["paths"]["/v1/chat/completions"]["post"]["security"] == [{"bearer": []}]
     assert schema["paths"]["/health"]["get"]["security"] == []
+    # the page reads offline: every operation listed, nothing fetched from elsewhere, no scripts
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert all(path in page for path in schema["paths"]) and "/openapi.json" in page
     request = schema["components"]["schemas"]["ChatRequest"]
     assert request["properties"]["max_tokens"]["anyOf"][0]["maximum"] == ServeConfig().max_tokens_limit
     assert "refusal" in schema["components"]["schemas"]["AssistantMessage"]["required"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -27,6 +27,7 @@ from tunewise.serve import (
     routes_health,
     routes_models,
 )
+from tunewise.serve.docs_page import docs_html
 from tunewise.serve.errors import APIError, error_response, from_validation, internal_error, new_request_id
 from tunewise.serve.gate import ROUTES, Gate
 from tunewise.serve.openapi import builder
@@ -39,7 +40,7 @@ log = logging.getLogger("tunewise.serve")
 
 def create_app(state: ServerState) -> Gate:
     """The FastAPI app wrapped in the gate; `app.state.tunewise` is `state`."""
-    app = FastAPI(title="tunewise", version=_version(), description=_DESCRIPTION, docs_url="/docs",
+    app = FastAPI(title="tunewise", version=_version(), description=_DESCRIPTION, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json")
     app.state.tunewise = state
     gate = Gate(app, state)
@@ -52,8 +53,14 @@ def create_app(state: ServerState) -> Gate:
         app.include_router(routes_finetune.router)
     else:  # a 404 that says how to turn the files and fine-tuning API on
         app.include_router(routes_finetune.disabled_router)
+    app.add_api_route("/docs", _docs, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)
     app.add_api_route("/{path:path}", options, methods=["OPTIONS"], include_in_schema=False)
     return gate
+
+
+async def _docs(request: Request) -> HTMLResponse:
+    """The schema as a page that needs no internet (see docs_page.py)."""
+    return HTMLResponse(docs_html(request.app.openapi()))
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
