@@ -128,3 +128,49 @@ def test_init_from_a_standard_shape_never_uses_the_label_as_a_feature(tmp_path, 
     config = yaml.safe_load(Path("experiment.yaml").read_text())
     assert config["arms"][0]["settings"] == {"categorical_features": ["region"]}
     assert config["evaluation"]["slice_by"] == ["region"] and "mapping" not in config["data"]
+
+
+def test_a_column_that_names_the_label_is_not_a_feature(tmp_path, monkeypatch):
+    """Hugging Face exports carry `label` codes and a `label_text` column: using it as a feature reads the
+    answer off the row (accuracy 1.0, the wrong arm recommended)."""
+    monkeypatch.chdir(tmp_path)
+    names = ["world", "sports", "business", "tech"]
+    words = ["the market", "a match", "shares", "a phone", "the minister", "a goal", "profits", "software"]
+    rows = [("text", "label", "label_text")] + [
+        (f"story {i} about {words[(i * 7) % len(words)]} and {words[(i * 3) % len(words)]} today", str(i % 4),
+         names[i % 4]) for i in range(160)]
+    (tmp_path / "hf.csv").write_text("".join(",".join(r) + "\n" for r in rows))
+    code, out, err = invoke("init", "--from", tmp_path / "hf.csv", "--arms", "classical", "experiment.yaml")
+    assert code == 0, err
+    text = Path("experiment.yaml").read_text()
+    assert "label_text" in out + text and "give the answer away" in out + text
+    config = yaml.safe_load(text)
+    settings = config["arms"][0].get("settings") or {}
+    assert "label_text" not in (settings.get("categorical_features") or []) + (settings.get("numeric_features") or [])
+    assert "label_text" not in (config.get("evaluation") or {}).get("slice_by", [])
+
+
+def test_a_small_test_file_is_read_with_the_training_files_columns(tmp_path, monkeypatch):
+    """A 20-row test file must not have its columns guessed anew (there `condition` can look like the label)."""
+    monkeypatch.chdir(tmp_path)
+    def table(n: int, start: int) -> str:
+        # ten ratings: a label in 200 rows, but in 20 rows nearly one value per row, while the two conditions
+        # look like the label there
+        lines = ["review,rating,condition"]
+        for i in range(start, start + n):
+            rating = i % 10 + 1
+            lines.append(f'"review {i}: this medicine rates {rating} word{rating} for me, long text here",{rating},'
+                         f'{["pain", "acne"][i % 2]}')
+        return "\n".join(lines) + "\n"
+
+    (tmp_path / "train.csv").write_text(table(200, 0))
+    (tmp_path / "test.csv").write_text(table(20, 1000))
+    config = {"name": "held", "data": {"path": "train.csv", "test": "test.csv"}, "task": {"type": "classify"},
+              "arms": [{"name": "classical", "type": "classical", "settings": {"cv": 2}}]}
+    Path("experiment.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = invoke("run", "experiment.yaml")
+    assert code == 0, err + out
+    run = sorted(p for p in Path("runs").iterdir() if p.is_dir())[-1]
+    results = json.loads((run / "results.json").read_text())
+    assert results["arms"]["classical"]["metrics"]["accuracy"]["value"] > 0.9
+    assert "lacks" not in out + err and results["test_examples"] == 20

@@ -83,6 +83,12 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
     kept = {key for e in dataset.examples[:SAMPLE] for key in e.metadata}
     metadata = [profiles[c] for c in dataset.columns if c in kept and c in profiles
                 and profiles[c].filled == rows and not _id_like(profiles[c], rows)]
+    proxies = _label_proxies(dataset.examples[:SAMPLE], [p.name for p in metadata])
+    if proxies:  # a feature that spells out the answer would score 1.0 and recommend the wrong arm
+        metadata = [p for p in metadata if p.name not in proxies]
+        notes.append(f"column(s) {', '.join(proxies)} determine the label (one label per value): left out of the "
+                     "features and slices, since they give the answer away; a column of label names belongs in "
+                     "task.labels as {code: name}")
     lines = ["# Written by `tunewise init --from`; every value says why it was chosen. Change anything, then",
              f"# `tunewise run {target.name}`. Every field is documented in `tunewise init --explain`.",
              f"name: {_y(data.stem)}", ""]
@@ -240,6 +246,20 @@ def _arms_section(report: CheckReport, arms: list[str], metadata: list[ColumnPro
                   "  #   type: finetune", "  #   method: lora",
                   f"  #   max_train_examples: {min(MAX_TRAIN_CPU, n)}   # sized for a 2-core CPU"]
     return lines
+
+
+def _label_proxies(examples: list[Any], columns: list[str]) -> list[str]:
+    """Metadata columns whose every value goes with one label, and that have no more values than twice the labels
+    (a renamed or recoded label, not an id): training on them would read the answer off the row."""
+    labels = {e.label for e in examples}
+    proxies = []
+    for column in columns:
+        seen: dict[str, set[str]] = {}
+        for example in examples:
+            seen.setdefault(str(example.metadata.get(column)), set()).add(example.label)
+        if len(labels) > 1 and len(seen) <= 2 * len(labels) and all(len(v) == 1 for v in seen.values()):
+            proxies.append(column)
+    return proxies
 
 
 def _classical_block(report: CheckReport, metadata: list[ColumnProfile], n: int) -> list[str]:

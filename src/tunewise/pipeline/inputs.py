@@ -36,10 +36,11 @@ def resolve_data_path(path: Path, field: str = "data.path") -> Path:
     return path
 
 
-def read_data(path: Path, config: DataConfig, field: str = "data.path", task: str | None = None) -> Dataset:
+def read_data(path: Path, config: DataConfig, field: str = "data.path", task: str | None = None,
+              mapping: ColumnMapping | None = None) -> Dataset:
     """Every example of a data file, refusing a file with errors (`field` names the setting in messages). A table
-    without `mapping` gets one inferred for `task`, as `tunewise check` would."""
-    mapping = config_mapping(config)
+    without `mapping` (given here, or in the config) gets one inferred for `task`, as `tunewise check` would."""
+    mapping = mapping or config_mapping(config)
     if not path.exists():
         raise ExperimentError(f"{field} {path}: no such file")
     data = read_examples(path, fmt=config.format, mapping=mapping, encoding=config.encoding, sheet=config.sheet,
@@ -89,7 +90,8 @@ class HeldOut:
 def read_held_out(config: DataConfig, data: Dataset, task: str | None, log: Callable[[str], None]) -> HeldOut:
     """Read data.test and data.val as data.path is read (same mapping, same refusal of errors), then refuse inputs
     shared with the training data (exact or near duplicates) unless data.allow_leakage."""
-    parts = {name: read_data(path, config, f"data.{name}", task).examples
+    # the training file's mapping, inferred or given: a small test file must not have its columns guessed anew
+    parts = {name: read_data(path, config, f"data.{name}", task, mapping=data.mapping).examples
              for name, path in (("test", config.test), ("val", config.val)) if path is not None}
     if not parts:
         return HeldOut()
@@ -126,6 +128,9 @@ def frozen_split(folder: Path, examples: list[Example], cfg: SplitConfig, held_o
         return {name: read_examples(folder / f"{name}.jsonl").examples for name in ("train", "val", "test")}
     try:
         if held_out is not None and (held_out.test is not None or held_out.val is not None):
+            if cfg.by:
+                log(f"warning: split.by {cfg.by!r} is not used: data.test / data.val are the held-out examples and "
+                    "the rest is split at random (remove split.by, or drop the held-out files to split by time)")
             split = split_around(examples, held_out.test, held_out.val, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                  test_fraction=cfg.test_fraction, stratify=cfg.stratify)
         elif cfg.by:
