@@ -125,3 +125,15 @@ def test_a_refused_mapped_csv_suggests_the_check_command_with_its_mapping(tmp_pa
     code, _, err = invoke("run", path)
     assert code == 2 and "1 line(s) with errors (first: [5])" in err
     assert f"tunewise check {tmp_path / 't.csv'} --map input=text --map output=sentiment" in err
+
+
+@pytest.mark.parametrize("labels", [{"negative": "0", "positive": "1"}, {"1": "positive"}])
+def test_a_reversed_or_partial_label_mapping_is_refused_naming_the_codes(labels):
+    from tunewise.pipeline.inputs import ExperimentError, check_label_names
+
+    train = [Example(id=str(i), messages=(Message("user", f"text {i}"), Message("assistant", str(i % 2))), line=i + 1)
+             for i in range(6)]
+    check_label_names({"0": "negative", "1": "positive"}, train)  # every code named: fine
+    with pytest.raises(ExperimentError, match=r"task\.labels: .*(codes without a name|not labels of the data)") as err:
+        check_label_names(labels, train)
+    assert "['0', '1']" in str(err.value) and "Fix:" in str(err.value)

@@ -23,7 +23,14 @@ from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.config import Experiment
 from tunewise.data.split import stratified_subset
 from tunewise.evaluate.evidence import build_results, metrics_summary
-from tunewise.pipeline.inputs import ExperimentError, frozen_split, read_data, read_held_out, resolve_data_path
+from tunewise.pipeline.inputs import (
+    ExperimentError,
+    check_label_names,
+    frozen_split,
+    read_data,
+    read_held_out,
+    resolve_data_path,
+)
 from tunewise.report import write_report
 from tunewise.schema import Prediction
 from tunewise.store.answer_cache import PredictionCache
@@ -110,6 +117,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
     try:
         parts = decided_by_main(ranks, lambda: frozen_split(run.path / "splits", data.examples, experiment.split,
                                                             held_out, log))
+        check_label_names(experiment.task.labels, parts["train"])
         task = make_task(experiment.task, parts["train"])
         test = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
         done: dict[str, list[Prediction]] = {}

@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunewise.data.codes import FILE_STOPPERS
 from tunewise.data.formats import Dataset, read_examples
@@ -153,3 +154,17 @@ def _log_time_split(column: str, timed: TimeSplit, log: Callable[[str], None]) -
         shown = ", ".join(f"line {line} ({value!r})" for line, value in timed.unparseable[:5])
         log(f"warning: split.by {column}: {len(timed.unparseable)} row(s) have no date that can be read and are left "
             f"out of every split: {shown}{' …' if len(timed.unparseable) > 5 else ''}. Fix: write them as YYYY-MM-DD")
+
+
+def check_label_names(labels: Any, train: list[Example]) -> None:
+    """`task.labels` as {code: name} must name every code of the training split, and only those: a reversed or
+    partial mapping would score names against codes and report nonsense without a word."""
+    if not isinstance(labels, dict):
+        return
+    codes = {e.label for e in train}
+    missing, unknown = sorted(codes - set(labels)), sorted(set(labels) - codes)
+    if missing or unknown:
+        problems = ([f"codes without a name: {missing[:10]}"] if missing else []) + (
+            [f"keys that are not labels of the data: {unknown[:10]}"] if unknown else [])
+        raise ExperimentError(f"task.labels: {'; '.join(problems)}. The data's labels are {sorted(codes)[:10]}. Fix: "
+                              "map every label code to one name, code first, e.g. {\"0\": negative, \"1\": positive}")
