@@ -45,6 +45,14 @@ def test_a_pool_sharing_inputs_with_the_test_set_is_refused():
         ExemplarPool(train, test)
 
 
+def test_allowed_leakage_leaves_the_shared_examples_out_of_the_pool():
+    """data.allow_leakage lets the run go on, but an exemplar still never shows a test input's answer."""
+    train, test = DATA[:100], DATA[90:120]
+    pool = ExemplarPool(train, test, drop_leaked=True)
+    assert [e.id for e in pool.examples] == [e.id for e in DATA[:90]]
+    assert not {e.id for e in pool.balanced(16, 0, True)} & {e.id for e in test}
+
+
 def test_balanced_exemplars_cover_labels_and_are_deterministic():
     pool = ExemplarPool(DATA[:100], DATA[100:])
     chosen = pool.balanced(4, seed=1, labelled=True)

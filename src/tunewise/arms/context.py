@@ -46,6 +46,8 @@ class ArmContext:
     finished: dict[str, list[Prediction]] = field(default_factory=dict)
     # the experiment's evaluation settings, for arms that score more than the head-to-head (multi-task)
     bootstrap_resamples: int = 1000
+    # data.allow_leakage: exemplar pools leave out training examples shared with the test set instead of failing
+    allow_leakage: bool = False
     alpha: float = 0.05
     # "~typos-0.05" when the arms run on a perturbed copy of the test subset: their predictions go to
     # predictions/<arm>~typos-0.05.jsonl, beside (never over) the clean ones, and resume like them.

@@ -21,10 +21,14 @@ class LeakageError(ValueError):
 
 
 class ExemplarPool:
-    def __init__(self, train: Sequence[Example], test: Sequence[Example]) -> None:
+    def __init__(self, train: Sequence[Example], test: Sequence[Example], drop_leaked: bool = False) -> None:
+        """`drop_leaked` (the user allowed leakage between their files): the shared examples are left out of the
+        pool instead of refused, so an exemplar still never shows a test input's answer."""
         test_inputs = {normalise(e.input) for e in test}
         leaked = [e for e in train if normalise(e.input) in test_inputs]
-        if leaked:
+        if drop_leaked:
+            train = [e for e in train if normalise(e.input) not in test_inputs]
+        elif leaked:
             raise LeakageError(f"{len(leaked)} training example(s) share an input with the test set "
                                f"(first: id {leaked[0].id!r}, line {leaked[0].line}); re-split with `tunewise split`")
         self.examples = list(train)

@@ -27,7 +27,8 @@ def run(arm: FewShotArm, ctx: ArmContext) -> list[Prediction]:
     from tunewise.arms.exemplars import ExemplarPool
     from tunewise.arms.prompted import local_backend, run_prompted
 
-    shots = ExemplarPool(ctx.train, ctx.test).balanced(arm.k, ctx.seed, labelled=bool(ctx.task.labels))
+    pool = ExemplarPool(ctx.train, ctx.test, drop_leaked=ctx.allow_leakage)
+    shots = pool.balanced(arm.k, ctx.seed, labelled=bool(ctx.task.labels))
     backend = local_backend(arm, ctx, ctx.max_new_tokens)
     return run_prompted(arm.name, ctx, lambda e: ctx.task.messages(e, shots, arm.prompt), backend)
 

@@ -82,7 +82,8 @@ def run(arm: RemoteArm, ctx: ArmContext) -> list[Prediction]:
 
     client = RemoteLM(arm.base_url, arm.model, api_key_env=arm.api_key_env, concurrency=arm.concurrency,
                       timeout_s=arm.timeout_s, retries=arm.retries)
-    shots = ExemplarPool(ctx.train, ctx.test).balanced(arm.k, ctx.seed, labelled=bool(ctx.task.labels)) \
+    pool = ExemplarPool(ctx.train, ctx.test, drop_leaked=ctx.allow_leakage)
+    shots = pool.balanced(arm.k, ctx.seed, labelled=bool(ctx.task.labels)) \
         if arm.mode == "few_shot" else []
     variant = "cot" if arm.mode == "cot" and ctx.task.labels else "default"
     return run_prompted(arm.name, ctx, lambda e: ctx.task.messages(e, shots, variant), RemoteChat(client, arm),

@@ -46,7 +46,7 @@ def run(arm: RetrievalArm, ctx: ArmContext) -> list[Prediction]:
     from tunewise.arms.exemplars import ExemplarPool
     from tunewise.arms.prompted import local_backend, run_prompted
 
-    pool = ExemplarPool(ctx.train, ctx.test).examples
+    pool = ExemplarPool(ctx.train, ctx.test, drop_leaked=ctx.allow_leakage).examples
     index = arm_index(arm, [e.input for e in pool])
     neighbours = index.search([e.input for e in ctx.test], arm.k)
     shots = {e.id: [pool[i] for i in reversed(found)] for e, found in zip(ctx.test, neighbours)}
