@@ -53,3 +53,17 @@ def test_own_test_file_is_kept_whole_and_validation_drawn_from_the_rest():
     own_val = test[:3]
     both = split_around(train, test[3:], own_val, seed=13, val_fraction=0.1, test_fraction=0.2, stratify=True)
     assert both.val == tuple(own_val) and len(both.train) == 40
+
+
+def test_dates_day_first_compact_and_epoch_milliseconds_are_read_as_meant():
+    from datetime import datetime
+
+    from tunewise.data.timesplit import day_first, parse_date
+
+    column = ["13/02/2020", "01/02/2020", "08/12/2020"]
+    assert day_first(column) and not day_first(["02/13/2020", "01/02/2020"])
+    assert parse_date("01/02/2020", day_first(column)) == datetime(2020, 2, 1)
+    assert parse_date("01/02/2020") == datetime(2020, 1, 2)
+    assert parse_date("20201126") == datetime(2020, 11, 26)
+    assert parse_date("1606348800000") == datetime(2020, 11, 26)
+    assert parse_date("12345") is None

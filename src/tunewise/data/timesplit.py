@@ -15,6 +15,7 @@ files or runs: it takes `Example`s and returns a `Split`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,8 +34,19 @@ class TimeSplit:
     ranges: dict[str, tuple[str, str]]  # part -> (oldest, newest) date, ISO
 
 
-def parse_date(value: Any) -> datetime | None:
-    """A point in time from a date-like value, naive UTC; None when it is not one."""
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b")
+
+
+def day_first(values: Sequence[Any]) -> bool:
+    """Whether a column writes numeric dates day first (31/12/2020): decided once for the column, from a value
+    whose first field cannot be a month, since dateutil alone reads each value month first when it can."""
+    fields = [m.groups() for v in values if (m := _NUMERIC_DATE.match(str(v).strip()))]
+    return any(int(a) > 12 for a, _ in fields) and not any(int(b) > 12 for _, b in fields)
+
+
+def parse_date(value: Any, dayfirst: bool = False) -> datetime | None:
+    """A point in time from a date-like value, naive UTC; None when it is not one. Numbers are epoch seconds or
+    milliseconds, or YYYYMMDD; `dayfirst` reads 01/02/2020 as 1 February."""
     if value is None or isinstance(value, bool):
         return None
     text = str(value).strip()
@@ -46,12 +58,19 @@ def parse_date(value: Any) -> datetime | None:
         number = math.nan
     if EPOCH_MIN <= number <= EPOCH_MAX:
         return datetime.fromtimestamp(number, tz=UTC).replace(tzinfo=None)
+    if EPOCH_MAX * 10 <= number <= EPOCH_MAX * 1000:  # epoch milliseconds
+        return datetime.fromtimestamp(number / 1000, tz=UTC).replace(tzinfo=None)
+    if len(text) == 8 and text.isdigit() and text[:2] in ("19", "20"):
+        try:
+            return datetime.strptime(text, "%Y%m%d")
+        except ValueError:
+            return None
     if not math.isnan(number) and not (1000 <= number <= 9999):  # a bare year is a date; other numbers are not
         return None
     from dateutil import parser
 
     try:
-        moment = parser.parse(text, default=datetime(2000, 1, 1))
+        moment = parser.parse(text, default=datetime(2000, 1, 1), dayfirst=dayfirst)
     except (ValueError, OverflowError):
         return None
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
@@ -67,8 +86,9 @@ def split_by_time(examples: Sequence[Example], column: str, *, val_fraction: flo
                          f"{keys or 'none'}. Fix: name a date column, or remove split.by for a random split")
     dated: list[tuple[datetime, Example]] = []
     unparseable: list[tuple[int, str]] = []
+    dayfirst = day_first([e.metadata.get(column) for e in examples])
     for e in examples:
-        moment = parse_date(e.metadata.get(column))
+        moment = parse_date(e.metadata.get(column), dayfirst)
         if moment is None:
             unparseable.append((e.line, str(e.metadata.get(column, ""))))
         else:
