@@ -508,3 +508,17 @@ def test_a_burst_still_arriving_keeps_the_batch_window_open():
     assert [f.result(30) for f in futures] == list(range(8))
     batcher.close()
     assert 1.5 < spread < BURST_CAP * 1.5 and calls == [list(range(8))]
+
+
+def test_a_capture_that_cannot_be_written_never_costs_the_client_its_answer(served):
+    """Capture is best effort: on a full disk the answer still arrives, and a stream ends at its one [DONE]."""
+    with server(served, capture_path=Path("/dev/full")) as (url, _):
+        body = {"model": "lora-a", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 3,
+                "temperature": 0}
+        plain = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"] is not None
+        streamed = httpx.post(f"{url}/v1/chat/completions", json=body | {"stream": True, "seed": 7}, timeout=60)
+        events = [line for line in streamed.text.splitlines() if line.startswith("data: ")]
+        assert streamed.status_code == 200 and events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1
+        assert not any('"error"' in line for line in events)
+        assert metric(url, 'tunewise_capture_records_total{outcome="failed"}') >= 1

@@ -264,3 +264,21 @@ def test_abort_fails_waiting_requests_and_stops_a_running_generation_at_its_next
             fresh.batcher.submit(("generate", name, 4, 0.0, None), "too late")
     finally:
         fresh.close()
+
+
+def test_abort_while_a_batch_window_is_open_leaves_the_batcher_alive():
+    """abort() empties the queue under the window's feet: the batcher thread must not crash, and serves on."""
+
+    from tunewise.serve.batching import MicroBatcher
+
+    batcher = MicroBatcher(lambda key, payloads: list(payloads), max_batch=8, max_wait_s=2, max_queue=10)
+    try:
+        waiting = batcher.submit("k", 1)
+        time.sleep(0.3)  # inside the 2 s window
+        assert batcher.abort() == 1
+        with pytest.raises(Exception, match="stopped"):
+            waiting.result(timeout=5)
+        batcher.aborting.clear()
+        assert batcher.submit("k", 2).result(timeout=10) == 2
+    finally:
+        batcher.close()

@@ -130,6 +130,8 @@ class MicroBatcher:
             cap = first.arrived + BURST_CAP * self.max_wait_s
             while True:
                 same = [item for item in self._waiting if item.key == first.key]
+                if not same:  # abort() failed every waiting request while this window was open: nothing to run
+                    return []
                 remaining = min(cap, same[-1].arrived + self.max_wait_s) - time.monotonic()
                 if len(same) >= self.max_batch or remaining <= 0 or self._closed:
                     break

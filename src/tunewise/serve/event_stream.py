@@ -105,9 +105,13 @@ async def event_stream(state: ServerState, answers: list[Answer | LiveAnswer], f
             yield usage_frame(usage(done))
         yield DONE
         delivered = True
+        # after [DONE] nothing more may be sent: a failure to remember or capture an answer is only logged
         for index, (answer, final) in enumerate(zip(answers, done)):
             if isinstance(answer, LiveAnswer):
-                await after(index, final)
+                try:
+                    await after(index, final)
+                except Exception:  # noqa: BLE001 - the client already has its whole answer
+                    log.exception("filing a delivered streamed answer failed")
     except Exception as error:  # noqa: BLE001 - the status line is sent: the error goes in the stream
         delivered = True
         problem = _problem(state, error)

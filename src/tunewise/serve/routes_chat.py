@@ -8,6 +8,7 @@ for training when the server captures traffic. Knows nothing about batching, cac
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from typing import Any
@@ -39,9 +40,16 @@ def chat_body(model: str, done: Answer, ident: str, created: int) -> dict[str, A
 
 
 async def _capture(state: ServerState, messages: list[dict[str, str]], done: Answer) -> None:
-    if state.capture is not None:
+    """Best effort: the client's answer is ready, so a capture that cannot be written (a full disk) is logged and
+    counted, never turned into an error for the client."""
+    if state.capture is None:
+        return
+    try:
         outcome = await asyncio.to_thread(state.capture.record, messages, done.text)
-        state.metrics.captured.labels(outcome).inc()
+    except OSError as error:
+        logging.getLogger("tunewise.serve").warning("capture not written: %s", error)
+        outcome = "failed"
+    state.metrics.captured.labels(outcome).inc()
 
 
 _EVENTS = {"text/event-stream": {"schema": {  # one server-sent event (OpenAPI 3.1 reads `schema` per event)
