@@ -342,3 +342,13 @@ def test_chat_router_alone_answers_whole_and_streamed_alike(tiny):
                                                         "temperature": 0}).json()
         assert [c["index"] for c in completion["choices"]] == [0, 1]
         assert completion["usage"]["completion_tokens"] == 6
+
+
+def test_an_upload_with_a_lone_surrogate_is_a_400_naming_the_line(tmp_path):
+    """A \\ud800 escape alone decodes to no character: the file is refused, line and field named, never a 500."""
+    content = b'{"prompt": "\\ud800", "completion": "y"}\n' * 12
+    with files_client(tmp_path) as (http, _):
+        response = http.post("/v1/files", files={"file": ("odd.jsonl", content)}, data={"purpose": "fine-tune"})
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "surrogate" in message and "1" in message

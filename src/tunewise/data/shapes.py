@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,9 +98,10 @@ def to_example(record: RawRecord, shape: str | None, mapping: ColumnMapping | No
         used = {"messages"}
     else:
         messages, problems, used = _from_pair(value, line, shape)
+    metadata = _metadata(value, used | {"id", "metadata"})
+    problems += _surrogates(messages, metadata, line)
     if problems:
         return None, problems
-    metadata = _metadata(value, used | {"id", "metadata"})
     return Example(id=_id_of(value, messages, mapping), messages=tuple(messages), line=line, metadata=metadata), []
 
 
@@ -219,6 +221,20 @@ def _metadata(value: dict[str, Any], used: set[str]) -> dict[str, Any]:
     meta: dict[str, Any] = dict(extra) if isinstance(extra, dict) else {}
     meta.update({k: v for k, v in value.items() if k not in used})
     return meta
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogates(messages: list[Message], metadata: dict[str, Any], line: int) -> list[Issue]:
+    """A JSON escape such as \\ud800 alone decodes to half a UTF-16 pair: no character, and no UTF-8 for it, so
+    every later write of the text would fail. One error per field that holds one."""
+    fields = [(f"messages[{i}].content", m.content) for i, m in enumerate(messages)]
+    fields += [(f"metadata.{key}", value) for key, value in metadata.items() if isinstance(value, str)]
+    return [issue("invalid_utf8", f"`{field}` holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff "
+                  "escape), which is not a character", line=line, field=field,
+                  hint="Remove or pair the escape; `--fix` drops the line.")
+            for field, text in fields if isinstance(text, str) and _SURROGATE.search(text)]
 
 
 def _id_of(value: dict[str, Any], messages: list[Message], mapping: ColumnMapping | None) -> str:
