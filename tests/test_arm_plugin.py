@@ -16,7 +16,7 @@ from tunewise.config import ConfigError, load_experiment
 from tunewise.pipeline.experiment import run_experiment
 from tunewise.serve.app import build_state, create_app
 from tunewise.serve.config import ServeConfig
-from tunewise.serve.models import Loader, build_models
+from tunewise.serve.models import Loader, ServeSetupError, build_models
 from tunewise.serve.server import serve_in_thread
 
 
@@ -73,3 +73,10 @@ def test_a_registered_toy_arm_runs_is_judged_and_served(tmp_path, monkeypatch, m
         assert reply.choices[0].message.content == "sports"
         scored = api.post("/classify", cast_to=object, body={"model": "majority", "input": "a new laptop"})
         assert scored["data"][0]["probabilities"] == {"business": 0.0, "sports": 1.0, "tech": 0.0}
+
+    # the best arm by the metric (tfidf) cannot be read back: serving refuses, never the runner-up in its place
+    manifest = json.loads((run / "manifest.json").read_text())
+    next(a for a in manifest["config"]["arms"] if a["name"] == "tfidf")["k"] = 3
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ServeSetupError, match="tfidf"):
+        build_models(Loader("fp32", None), run=run)

@@ -112,6 +112,14 @@ CASES = [
     ("lone surrogate in a label", "/v1/classify", b'{"model": "@", "input": "x", "labels": ["a", "\\ud800"]}', 400,
      "labels.1"),
     ("a body that is a string", "/v1/completions", b'"hello"', 400, None),
+    # a union field's error names the field the client sent, not pydantic's member (`stop.str`)
+    ("stop as a number", "/v1/completions", {"model": MODEL, "prompt": "a", "stop": 5}, 400, "stop"),
+    ("stop list with null", "/v1/completions", {"model": MODEL, "prompt": "a", "stop": [None]}, 400, "stop.0"),
+    ("prompt null", "/v1/completions", {"model": MODEL, "prompt": None}, 400, "prompt"),
+    ("classify input a number", "/v1/classify", {"model": MODEL, "input": 5, "labels": ["a", "b"]}, 400, "input"),
+    ("a text part without text", "/v1/chat/completions",
+     {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text"}]}]}, 400,
+     "messages.0.content.0.text"),
     ("invalid UTF-8", "/v1/completions", b'{"model": "\xff"}', 400, None),
 ]
 

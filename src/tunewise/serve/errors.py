@@ -53,10 +53,29 @@ def error_response(error: APIError) -> JSONResponse:
 
 def from_validation(errors: list[dict[str, Any]]) -> APIError:
     """A pydantic validation failure as one 400 naming the first bad parameter (and counting the rest)."""
-    first = errors[0]
-    param = ".".join(str(part) for part in first["loc"]) or None
+    first = _best_branch(errors)
+    # pydantic names the union member it tried (`stop.str`, `content.list[TextPart]`); the client named the field
+    param = ".".join(str(part) for part in first["loc"] if not _union_tag(part)) or None
     given = first.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
     more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
     code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
     return APIError(400, f"{param or 'body'}: {first['msg']}{shown}{more}", param=param, code=code)
+
+
+def _union_tag(part: Any) -> bool:
+    """A location part that is a union member's name (a type), not a field the client sent."""
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "none", "dict", "list"}
+                                      or "[" in part or part.startswith(("function-", "literal[")))
+
+
+def _best_branch(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the errors pydantic lists for a union, the one from the member the value is shaped like (a list for
+    a list member, an object for a model): its message says what is really wrong."""
+    first = errors[0]
+    given = first.get("input")
+    for error in errors:
+        tags = [part for part in error["loc"] if _union_tag(part)]
+        if tags and isinstance(given, list) and tags[-1].startswith("list["):
+            return error
+    return first

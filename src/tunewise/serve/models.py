@@ -228,7 +228,8 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
     servable = [name for name, arm in settings.items() if registry.servable(arm)
                 and (not registry.trains(arm) or name in exported)]
     servable += [name for name in exported if name not in servable]
-    chosen = arms or [_winner(run.path, servable)]
+    chosen = arms or [_winner(run.path, servable + list(unreadable))]  # an unreadable best arm is refused below,
+    # not silently replaced by the runner-up
     unknown = [name for name in chosen if name not in servable]
     if unknown:
         def why(name: str) -> str:
