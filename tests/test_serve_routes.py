@@ -352,3 +352,21 @@ def test_an_upload_with_a_lone_surrogate_is_a_400_naming_the_line(tmp_path):
     assert response.status_code == 400, response.text
     message = response.json()["error"]["message"]
     assert "surrogate" in message and "1" in message
+
+
+def test_an_empty_upload_is_named_by_its_own_name_and_a_vanished_file_is_a_404(tmp_path):
+    with files_client(tmp_path) as (http, state):
+        empty = http.post("/v1/files", files={"file": ("mine.jsonl", b"")}, data={"purpose": "fine-tune"})
+        assert empty.status_code == 400 and "mine.jsonl" in empty.json()["error"]["message"]
+        assert "file-" not in empty.json()["error"]["message"]
+        record = http.post("/v1/files", files={"file": ("colours.jsonl", GOOD)}, data={"purpose": "fine-tune"}).json()
+        state.finetune.files.data_path(record["id"]).unlink()  # as a concurrent DELETE would, mid-request
+        gone = http.get(f"/v1/files/{record['id']}/content")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "file_not_found"
+
+
+def test_the_probes_answer_head():
+    with tiny_state([keyword_model()]) as state, TestClient(router_app(state, routes_health.router)) as http:
+        for path in ("/health", "/ready"):
+            response = http.head(path)
+            assert response.status_code == 200 and response.content == b""

@@ -62,7 +62,9 @@ def describe_errors(filename: str, report: Any) -> str:
     for problem in errors[:SHOWN_ERRORS]:
         where = f"line {problem.line}" if problem.line is not None else "the file"
         field = f", field {problem.field}" if problem.field else ""
-        shown.append(f"{where}{field}: {problem.message}. Fix: {problem.hint}")
+        # the check names the stored copy (file-<id>.jsonl); the client knows the file by its own name
+        message = problem.message.replace(str(report.path), filename).replace(Path(report.path).name, filename)
+        shown.append(f"{where}{field}: {message}. Fix: {problem.hint}")
     more = f"; and {len(errors) - SHOWN_ERRORS} more error(s)" if len(errors) > SHOWN_ERRORS else ""
     return (f"{filename} is not usable training data ({len(errors)} error(s), as `tunewise check` reports them): "
             + "; ".join(shown) + more)

@@ -160,7 +160,11 @@ async def get_file(file_id: str, state: State) -> dict[str, Any]:
             responses=answers(None, 404, media={"application/jsonl": {"schema": {"type": "string"}}}))
 async def file_content(file_id: str, state: State) -> Response:
     file_or_404(state, file_id)
-    content = await asyncio.to_thread(_finetuning(state).files.data_path(file_id).read_bytes)
+    try:
+        content = await asyncio.to_thread(_finetuning(state).files.data_path(file_id).read_bytes)
+    except FileNotFoundError:  # deleted between the lookup and the read
+        raise APIError(404, f"File {file_id!r} was deleted (GET /v1/files lists the files).", param="file_id",
+                       code="file_not_found") from None
     return Response(content, media_type="application/jsonl")
 
 
