@@ -121,7 +121,7 @@ BAD = [  # (body or raw bytes, status, param, code)
     ({"model": "@"}, 400, "messages", "missing_required_parameter"),
     ({"model": "@", "messages": "hi"}, 400, "messages", "invalid_value"),
     ({"model": "@", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role", "invalid_value"),
-    ({"model": "@", "messages": [{"role": "user", "content": 5}]}, 400, "messages.0.content.str", "invalid_value"),
+    ({"model": "@", "messages": [{"role": "user", "content": 5}]}, 400, "messages.0.content", "invalid_value"),
     ({"model": "@", "messages": HI, "n": 2}, 400, "n", "invalid_value"),
     ({"model": "@", "messages": HI, "top_p": 0.5}, 400, "top_p", "invalid_value"),
     ({"model": "@", "messages": HI, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "invalid_value"),

@@ -249,15 +249,16 @@ def _arms_section(report: CheckReport, arms: list[str], metadata: list[ColumnPro
 
 
 def _label_proxies(examples: list[Any], columns: list[str]) -> list[str]:
-    """Metadata columns whose every value goes with one label, and that have no more values than twice the labels
-    (a renamed or recoded label, not an id): training on them would read the answer off the row."""
+    """Metadata columns that are the label under another name: one value per label and one label per value (a
+    `label_text` beside `label` codes). Training on them would read the answer off the row. A column that merely
+    predicts the label (four drugs, two ratings) is a feature and stays."""
     labels = {e.label for e in examples}
     proxies = []
     for column in columns:
         seen: dict[str, set[str]] = {}
         for example in examples:
             seen.setdefault(str(example.metadata.get(column)), set()).add(example.label)
-        if len(labels) > 1 and len(seen) <= 2 * len(labels) and all(len(v) == 1 for v in seen.values()):
+        if len(labels) > 1 and len(seen) == len(labels) and all(len(v) == 1 for v in seen.values()):
             proxies.append(column)
     return proxies
 
