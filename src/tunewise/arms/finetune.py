@@ -316,4 +316,4 @@ def serve(arm: FinetuneArm, run: Any) -> Any:
 def not_served(arm: FinetuneArm) -> str:
     if arm.provider == "openai":
         return "fine-tuned at its remote endpoint; its model is served there (training/<arm>.json names it)"
-    return "fine-tuned arm without an exported model in adapters/"
+    return f"fine-tuned arm without an exported model in adapters/{arm.name}/ (its training has not finished)"

@@ -237,10 +237,7 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
                 return unreadable[name]
             if name not in settings:
                 return "no such arm"
-            arm = settings[name]
-            if registry.servable(arm) and registry.trains(arm) and getattr(arm, "provider", "local") == "local":
-                return f"{arm.type} arm without an exported model in {adapter_root / name}"
-            return registry.not_served(arm)
+            return registry.not_served(settings[name])
 
         raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({why(n)})' for n in unknown)} from {run_dir}. "
                               f"Fix: pick one of {', '.join(servable) or '(none)'}.")
