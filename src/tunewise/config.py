@@ -138,6 +138,14 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         if held is not None and not held.is_absolute():
             setattr(experiment.data, name, (path.parent / held).resolve())
     missing = []
+    table = experiment.cost.hardware_price_table
+    if table is not None:  # relative to the YAML, like the data files
+        resolved = table if Path(table).is_absolute() else str((path.parent / table).resolve())
+        experiment.cost.hardware_price_table = resolved
+        if not Path(resolved).is_file():
+            missing.append(f"  {path}:{_line_of(text, ['cost', 'hardware_price_table'])}: cost.hardware_price_table: "
+                           f"{resolved} does not exist. Fix: copy the shipped tunewise/catalog/hardware_prices.yaml "
+                           "there, or remove the field to use it as is.")
     for arm in experiment.arms:
         # the index in the file (prompt variants add arms before this one in experiment.arms)
         i = next((k for k, a in enumerate(raw["arms"]) if isinstance(a, dict) and a.get("name") == arm.name), 0)

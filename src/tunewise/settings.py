@@ -116,8 +116,13 @@ class RemotePrice(Strict):
 
 
 class CostConfig(Strict):
-    hardware_usd_per_hour: float = Field(0.0, ge=0, description="What an hour of the machine running local arms "
-                                                                "costs; local cost = measured seconds x this.")
+    hardware_usd_per_hour: float | None = Field(
+        None, ge=0, description="What an hour of the machine running local arms costs; local cost = measured "
+                                "seconds x this. Unset: the dated price table's row for the detected hardware "
+                                "(CUDA GPU name, else CPU cores x a per-vCPU price); the report names the row.")
+    hardware_price_table: str | None = Field(
+        None, description="Your own copy of tunewise/catalog/hardware_prices.yaml (a path), used when "
+                          "hardware_usd_per_hour is unset.")
     remote_prices: dict[str, RemotePrice] = Field(default_factory=dict, description="Per remote model name: token "
                                                                                       "prices, user-editable and dated.")
     requests_per_day: float = Field(1000.0, gt=0, description="Requests a day you expect to serve: sets the payback "

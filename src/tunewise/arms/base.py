@@ -43,8 +43,9 @@ def local_cost_per_1k(arm: ArmConfig, predictions: Sequence[Prediction], cost: C
                       known: Mapping[str, float | None]) -> float | None:
     """An arm answered on this machine: its measured seconds per request x the machine's hourly price."""
     from tunewise.evaluate.cost import cost_per_1k_requests
+    from tunewise.evaluate.hardware_price import resolve_hourly
 
-    return cost_per_1k_requests(predictions, hourly_usd=cost.hardware_usd_per_hour)
+    return cost_per_1k_requests(predictions, hourly_usd=resolve_hourly(cost).usd_per_hour)
 
 
 def priced_cost_per_1k(model: str, predictions: Sequence[Prediction], cost: CostConfig) -> float | None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from tunewise.evaluate.money import usd
 from tunewise.pipeline.experiment import ExperimentResult
 
 
@@ -19,15 +20,16 @@ def render_result(result: ExperimentResult, console: Console) -> None:
     columns = ("arm", "accuracy", "macro-F1") if labelled else ("arm", "exact match")
     show_failed = any(m["failed"] for m in metrics.values())
     show_cost = any(m.get("cost_per_1k_usd") for m in metrics.values())
-    for name in columns + (("failed",) if show_failed else ()) + ("p50 ms", "prompt tok") + \
+    for name in columns + (("failed",) if show_failed else ()) + ("p50 ms", "compute s/1k", "prompt tok") + \
             (("$/1k req",) if show_cost else ()) + ("cached",):
         table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True)
     key = result.primary_metric if labelled else "score"
     for name, m in sorted(metrics.items(), key=lambda item: -item[1].get(key, 0.0)):
         quality = (f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}") if labelled else (f"{m['score']:.3f}",)
         failed = (str(m["failed"]),) if show_failed else ()
-        cost = (f"{m['cost_per_1k_usd']:.4f}" if "cost_per_1k_usd" in m else "–",) if show_cost else ()
+        cost = (usd(m["cost_per_1k_usd"]) if "cost_per_1k_usd" in m else "–",) if show_cost else ()
         table.add_row(escape(name), *quality, *failed, f"{m['latency_p50_s'] * 1000:,.0f}",
+                      f"{m['compute_s_per_1k']:,.1f}" if "compute_s_per_1k" in m else "–",
                       f"{m['prompt_tokens_mean']:,.0f}", *cost, f"{m['cached']}/{m['n']}")
     console.print(table)
     for name, reason in result.failures.items():

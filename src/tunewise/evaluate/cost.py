@@ -30,11 +30,13 @@ def cost_per_1k_requests(predictions: Sequence[Prediction], *, hourly_usd: float
 
 
 def latency_profile(predictions: Sequence[Prediction]) -> dict[str, float]:
-    """p50/p95 seconds per example and throughput (examples per compute second, as measured, batching included)."""
+    """p50/p95 seconds per example, throughput (examples per compute second, as measured, batching included) and
+    compute seconds per 1,000 requests: the figure a dollar cost is made of, shown even when no price is known."""
     latencies = np.asarray([p.latency_s for p in predictions], dtype=float)
     total = float(latencies.sum())
     return {"latency_p50_s": float(np.percentile(latencies, 50)), "latency_p95_s": float(np.percentile(latencies, 95)),
-            "compute_s_total": total, "throughput_per_s": len(latencies) / total if total > 0 else None}
+            "compute_s_total": total, "compute_s_per_1k": 1000 * total / max(len(latencies), 1),
+            "throughput_per_s": len(latencies) / total if total > 0 else None}
 
 
 def training_cost(training: Mapping[str, Any] | None, hourly_usd: float) -> dict[str, Any] | None:

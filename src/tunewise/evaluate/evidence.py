@@ -19,6 +19,7 @@ from typing import Any
 from tunewise.arms import registry
 from tunewise.config import Experiment
 from tunewise.evaluate import cost as costs
+from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
 from tunewise.evaluate.slices import slice_report
@@ -78,13 +79,14 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
     arms: dict[str, Any] = {}
     cost_known: dict[str, float | None] = {}
     volume = cost_cfg.requests_per_day * cost_cfg.horizon_days
+    hourly = resolve_hourly(cost_cfg)
     robustness = _read_json(run_dir / "robustness.json", notes) or {}
     for name in finished:
         predictions, arm = aligned[name], arms_cfg[name]
         cis = intervals(fams[name], weights, 1 - alpha)
         training = _read_json(run_dir / "training" / f"{name}.json", notes)
         cost_known[name] = _arm_cost(arm, predictions, experiment, cost_known)
-        train_cost = costs.training_cost(training, cost_cfg.hardware_usd_per_hour)
+        train_cost = costs.training_cost(training, hourly.usd_per_hour)
         training_usd = train_cost["usd"] if train_cost else 0.0
         arms[name] = {
             "type": arm.type, "model": getattr(arm, "model", None),
@@ -121,7 +123,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "labels": list(task.labels) if task.labels else None,
         "test_examples": len(ids), "primary_metric": metric, "alpha": alpha, "confidence": 1 - alpha,
         "bootstrap": {"resamples": ev.bootstrap_resamples, "seed": seed, "method": "percentile"},
-        "cost_assumptions": {"hardware_usd_per_hour": cost_cfg.hardware_usd_per_hour,
+        "cost_assumptions": {"hardware_usd_per_hour": hourly.usd_per_hour, "hardware_price": hourly.to_dict(),
                              "requests_per_day": cost_cfg.requests_per_day, "horizon_days": cost_cfg.horizon_days,
                              "amortisation_requests": volume,
                              "remote_prices": {k: v.model_dump() for k, v in cost_cfg.remote_prices.items()}},
@@ -192,7 +194,7 @@ def metrics_summary(results: Mapping[str, Any], failures: Mapping[str, str]) -> 
     """metrics.json: the flat per-arm figures earlier stages and scripts read (accuracy, macro_f1, score ...)."""
     arms = {}
     for name, arm in results["arms"].items():
-        arms[name] = dict(arm["summary"])
+        arms[name] = dict(arm["summary"], compute_s_per_1k=arm["latency"]["compute_s_per_1k"])
         if arm["cost"]["per_1k_usd"] is not None:
             arms[name]["cost_per_1k_usd"] = arm["cost"]["per_1k_usd"]
     return {"task": results["task"], "test_examples": results["test_examples"],

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunewise.evaluate import money
+
 RULE = ("Arms with failures are out; the rest must reach the quality bar (default: not significantly worse than "
         "the best arm by a paired test); of those the cheapest per request wins (training amortised over the "
         "stated volume; costs within 5% are equal), then one that needs no training, then the fastest.")
@@ -72,7 +74,7 @@ def _worse(tests: Sequence[Mapping[str, Any]], arm: Candidate, best: Candidate) 
 
 
 def _money(usd: float | None) -> str:
-    return "unknown cost (no price given)" if usd is None else f"${usd:,.4f} per 1,000 requests"
+    return "unknown cost (no price given)" if usd is None else f"{money.usd(usd)} per 1,000 requests"
 
 
 def decide(candidates: Sequence[Candidate], tests: Sequence[Mapping[str, Any]], *, metric: str, alpha: float,

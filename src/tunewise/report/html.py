@@ -12,6 +12,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from tunewise.evaluate.money import usd
+
 
 def num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
@@ -19,12 +21,6 @@ def num(value: float | None, digits: int = 3) -> str:
 
 def signed(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:+.{digits}f}"
-
-
-def usd(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    return f"-${-value:,.4f}" if value < 0 else f"${value:,.4f}"
 
 
 def ms(seconds: float | None) -> str:
