@@ -19,6 +19,7 @@ from typing import Any
 from tunewise.arms import registry
 from tunewise.config import Experiment
 from tunewise.evaluate import cost as costs
+from tunewise.evaluate.baseline import majority_baseline
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
@@ -118,6 +119,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
                    for name, r in arms.items()]
     verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, quality_bar=ev.quality_bar,
                      max_failure_rate=ev.max_failure_rate, volume=volume)
+    baseline_floor = _majority_floor(run_dir, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
         "labels": list(task.labels) if task.labels else None,
@@ -127,13 +129,36 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
                              "requests_per_day": cost_cfg.requests_per_day, "horizon_days": cost_cfg.horizon_days,
                              "amortisation_requests": volume,
                              "remote_prices": {k: v.model_dump() for k, v in cost_cfg.remote_prices.items()}},
-        "arms": arms, "failures": dict(failures), "pairwise": pairwise, "baseline": baseline, "roi": roi,
+        "arms": arms, "majority_baseline": baseline_floor, "failures": dict(failures), "pairwise": pairwise, "baseline": baseline, "roi": roi,
         "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
         "robustness": robustness or None,
         "verdict": verdict.to_dict(),
         "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
         "notes": notes,
     }
+
+
+def _majority_floor(run_dir: Path, task: Task, examples: Sequence[Example], weights: Any, confidence: float,
+                    metric: str, arms: Mapping[str, Any], notes: list[str]) -> dict[str, Any] | None:
+    """The always-the-most-common-label baseline (classification only); its imbalance warning joins the notes."""
+    if not task.labels:
+        return None
+    lows = {name: arm["metrics"][metric]["low"] for name, arm in arms.items()}
+    floor = majority_baseline(_train_labels(run_dir), [e.label for e in examples], task.labels, weights, confidence,
+                              metric, lows)
+    if floor and floor["warning"]:
+        notes.append(floor["warning"])
+    return floor
+
+
+def _train_labels(run_dir: Path) -> list[str]:
+    """The frozen training split's labels (the baseline's answer is its most common one); [] when absent."""
+    path = run_dir / "splits" / "train.jsonl"
+    if not path.is_file():
+        return []
+    from tunewise.data.formats import read_examples
+
+    return [e.label for e in read_examples(path).examples if e.label is not None]
 
 
 def _per_class(cis: Mapping[str, Any], labels: Sequence[str]) -> dict[str, Any]:
