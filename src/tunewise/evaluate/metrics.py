@@ -160,14 +160,15 @@ def point_values(fams: Sequence[Family]) -> dict[str, float]:
 
 
 def confusion_matrix(predictions: Sequence[Prediction], labels: Sequence[str]) -> dict[str, Any]:
-    """Rows are references, columns predictions; `(none)` collects answers outside the labels."""
+    """Rows are references, columns predictions; `(none)` collects answers outside the labels, and is left out
+    when no answer (and no reference) fell there: an empty row and column only make the matrix harder to read."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     other = "(none)"
-    names = list(labels) + [other]
     known = set(labels)
     references = [p.reference if p.reference in known else other for p in predictions]
     predicted = [p.prediction if p.prediction in known else other for p in predictions]
+    names = list(labels) + ([other] if other in references or other in predicted else [])
     return {"labels": names, "matrix": sk_confusion(references, predicted, labels=names).tolist()}
 
 

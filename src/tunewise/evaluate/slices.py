@@ -1,8 +1,9 @@
 """Per-slice quality: the primary metric broken down by a metadata field (region, source, customer tier ...).
 
 A model that is good on average can be bad for one group; the largest gap between two slices of one arm
-is flagged so the report can say so. Slices with fewer than MIN_SLICE examples are shown but not used for
-the gap (one example is all noise). Knows nothing about models or files.
+is flagged so the report can say so. Slices with fewer than MIN_SLICE examples are not used for the gap
+(one example is all noise); when there are several they are pooled into one row. Knows nothing about models
+or files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from tunewise.schema import Example
 
 MIN_SLICE = 5
 MISSING = "(missing)"
+
+
+def _pool_small(groups: dict[str, list[int]]) -> tuple[dict[str, list[int]], str | None]:
+    """Slices under MIN_SLICE examples pooled into one row when there are several: dozens of one-example rows
+    bury the slices that can be read. The pooled row is shown but never used for the gap (it is a mixture)."""
+    small = [value for value, index in groups.items() if len(index) < MIN_SLICE]
+    if len(small) < 2:
+        return groups, None
+    name = f"(other: {len(small)} values with under {MIN_SLICE} examples each)"
+    kept = {value: index for value, index in groups.items() if value not in small}
+    kept[name] = sorted(i for value in small for i in groups[value])
+    return kept, name
 
 
 def slice_groups(examples: Sequence[Example], field: str) -> dict[str, list[int]]:
@@ -36,6 +49,7 @@ def slice_report(examples: Sequence[Example], arms: Mapping[str, Sequence[Family
         if set(groups) == {MISSING}:
             out["notes"].append(f"no test example has metadata field {field!r}; nothing to slice by")
             continue
+        groups, pooled = _pool_small(groups)
         table = {}
         for value, index in groups.items():
             table[value] = {"n": len(index), "arms": {}}
@@ -43,7 +57,7 @@ def slice_report(examples: Sequence[Example], arms: Mapping[str, Sequence[Family
                 fam = next(f for f in fams if metric in f.values())
                 table[value]["arms"][arm] = float(fam.subset(index).values()[metric][0])
         out["fields"][field] = table
-        sized = {value: row for value, row in table.items() if row["n"] >= MIN_SLICE}
+        sized = {value: row for value, row in table.items() if row["n"] >= MIN_SLICE and value != pooled}
         for arm in arms:
             if len(sized) < 2:
                 break

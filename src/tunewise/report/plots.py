@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 STYLE = {"svg.fonttype": "none", "svg.hashsalt": "tunewise", "text.parse_math": False, "font.size": 9,
          "axes.spines.top": False, "axes.spines.right": False}
-HIGHLIGHT, OTHER = "#c2410c", "#64748b"
+HIGHLIGHT, OTHER, P95 = "#c2410c", "#64748b", "#cbd5e1"
 
 
 def _svg(fig: Any) -> str:
@@ -64,34 +64,69 @@ def cost_vs_quality(results: Mapping[str, Any]) -> str | None:
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         for name, (x, y) in points.items():
             ax.scatter([x], [y], color=_colour(name, results), zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4))
-        frontier, best = [], float("-inf")
-        for _name, (x, y) in sorted(points.items(), key=lambda item: (item[1][0], -item[1][1])):
-            if y > best:
-                frontier.append((x, y))
-                best = y
-        ax.step([p[0] for p in frontier], [p[1] for p in frontier], where="post", color=HIGHLIGHT, alpha=0.4,
-                label="frontier: nothing cheaper is better")
+        frontier = _frontier(points)
+        if len(frontier) > 1:  # one point makes no line, and a legend entry for nothing drawn misleads
+            ax.step([p[0] for p in frontier], [p[1] for p in frontier], where="post", color=HIGHLIGHT, alpha=0.4,
+                    label="frontier: nothing cheaper is better")
+            ax.legend(loc="best", frameon=False)
+        if use_cost and max(x for x, _ in points.values()) > 50 * max(min(x for x, _ in points.values()), 1e-12):
+            ax.set_xscale("log")  # a remote arm 100x dearer than the local ones would squash them into one spot
+        _place_labels(ax, points)
         ax.set_xlabel("USD per 1,000 requests (training amortised)" if use_cost else
                       "p50 latency per example, ms (no costs given)")
         ax.set_ylabel(metric)
-        ax.legend(loc="lower right", frameon=False)
         return _svg(fig)
+
+
+def _frontier(points: Mapping[str, tuple[float, float]]) -> list[tuple[float, float]]:
+    frontier, best = [], float("-inf")
+    for _name, (x, y) in sorted(points.items(), key=lambda item: (item[1][0], -item[1][1])):
+        if y > best:
+            frontier.append((x, y))
+            best = y
+    return frontier
+
+
+LABEL_OFFSETS = ((5, 4), (5, -11), (-5, 4), (-5, -11), (5, 15), (5, -22), (-5, 15), (-5, -22))
+
+
+def _place_labels(ax: Any, points: Mapping[str, tuple[float, float]]) -> None:
+    """Name each point at the first of a few offsets whose text box (estimated from the font size) overlaps no
+    label placed before it; arms with near-equal cost and quality would otherwise print over each other."""
+    ax.autoscale_view()
+    char_w, line_h = 5.4, 10.0  # display pixels per character and per line at font size 9, 72 dpi
+    placed: list[tuple[float, float, float, float]] = []
+    for name, (x, y) in sorted(points.items(), key=lambda item: (-item[1][1], item[1][0])):
+        px, py = ax.transData.transform((x, y))
+        width = char_w * len(name)
+        for dx, dy in LABEL_OFFSETS:
+            left = px + dx if dx > 0 else px + dx - width
+            box = (left, py + dy, left + width, py + dy + line_h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), ha="left" if dx > 0 else "right")
 
 
 def latency(results: Mapping[str, Any]) -> str | None:
     arms = results["arms"]
     if not arms:
         return None
+    from matplotlib.patches import Patch
+
     with plt.rc_context(STYLE):
         names = sorted(arms, key=lambda a: arms[a]["latency"]["latency_p50_s"])
         fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.0))
         p50 = [arms[n]["latency"]["latency_p50_s"] * 1000 for n in names]
         p95 = [arms[n]["latency"]["latency_p95_s"] * 1000 for n in names]
-        ax.barh(names, p95, color="#cbd5e1", label="p95")
-        ax.barh(names, p50, color=[_colour(n, results) for n in names], label="p50")
+        ax.barh(names, p95, color=P95)
+        ax.barh(names, p50, color=[_colour(n, results) for n in names])
+        # the p50 bars take the arm's colour (recommended or not), so the legend names both colours itself
+        handles = [Patch(color=OTHER, label="p50"), Patch(color=P95, label="p95")]
+        if results["verdict"]["recommended"] in names:
+            handles.insert(1, Patch(color=HIGHLIGHT, label="p50, recommended arm"))
         ax.set_xlabel("latency per example, ms")
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(handles=handles, loc="lower right", frameon=False)
         return _svg(fig)
 
 
@@ -133,21 +168,33 @@ def learning_curves(results: Mapping[str, Any]) -> str | None:
 
 
 def loss_curves(results: Mapping[str, Any]) -> str | None:
+    """Training and validation loss per arm. Arms that log steps are drawn by step; when some arm logs only
+    epochs (the classifier head does), every curve is drawn against its share of training instead."""
     histories = {n: a["training"]["history"] for n, a in results["arms"].items()
                  if a.get("training") and a["training"].get("history")}
     if not histories:
         return None
+    by_step = all(h.get("step") is not None for history in histories.values() for h in history)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
         for name, history in histories.items():
+            xs = _progress(history, by_step)
             for key, style in (("train_loss", "-"), ("val_loss", "--")):
-                points = [(h["step"], h[key]) for h in history if h.get(key) is not None]
+                points = [(x, h[key]) for x, h in zip(xs, history) if h.get(key) is not None]
                 if points:
                     ax.plot(*zip(*points), style, marker=".", label=f"{name} {key.replace('_', ' ')}")
-        ax.set_xlabel("step")
+        ax.set_xlabel("step" if by_step else "share of training (steps or epochs)")
         ax.set_ylabel("loss")
         ax.legend(frameon=False)
         return _svg(fig)
+
+
+def _progress(history: list[Mapping[str, Any]], by_step: bool) -> list[float]:
+    if by_step:
+        return [float(h["step"]) for h in history]
+    raw = [float(h.get("step") or h.get("epoch") or i + 1) for i, h in enumerate(history)]
+    top = max(raw) or 1.0
+    return [x / top for x in raw]
 
 
 def robustness(results: Mapping[str, Any]) -> str | None:
