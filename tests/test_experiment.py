@@ -32,9 +32,10 @@ def experiment_file(tmp_path):
             for i in range(40) for word, label in TOPICS.items()]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    def make(base_url: str, extra_arms: list[dict] | None = None) -> str:
+    def make(base_url: str, extra_arms: list[dict] | None = None, latency_probe: int = 0) -> str:
         config = {
             "name": "loopback", "data": {"path": "data.jsonl"}, "task": {"type": "classify"},
+            "evaluation": {"latency_probe": latency_probe},  # off unless a test counts the probe's requests
             "split": {"seed": 1, "max_test": 24}, "runs_dir": str(tmp_path / "runs"),
             "arms": [
                 {"name": "remote-zs", "type": "remote", "base_url": base_url, "model": MODEL, "api_key_env": None,
@@ -183,3 +184,28 @@ def test_local_arms_run_every_task_with_a_tiny_model(tmp_path, monkeypatch, tiny
     second = run_experiment(experiment, log=lambda m: None)
     assert second.cache_misses == 0 and second.cache_hits == 18
     assert {k: v["score"] for k, v in second.metrics.items()} == {k: v["score"] for k, v in first.metrics.items()}
+
+
+def test_each_arm_gets_a_single_request_latency_probe_once(experiment_file, tmp_path, monkeypatch):
+    """The probe sends N uncached single requests (+1 warm-up) per arm, the ensemble's is the sum of its
+    members', the report's p50/p95 come from it, and a resumed run does not probe again."""
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    classical = {"name": "tfidf", "type": "classical", "settings": {"model": "logreg", "cv": 2}}
+    stats = ServerStats()
+    with serve(responder, stats=stats) as base_url:
+        experiment = load_experiment(experiment_file(base_url, [classical], latency_probe=5))
+        first = run_experiment(experiment, log=lambda m: None)
+        assert stats.requests == 48 + 2 * (5 + 1)  # the test set, then 5 probes and a warm-up per remote arm
+        run_experiment(experiment, resume=first.run.path, log=lambda m: None)
+        assert stats.requests == 60  # answers cached, probes already recorded
+    records = {n: json.loads((first.run.path / "latency" / f"{n}.json").read_text())
+               for n in ("remote-zs", "remote-fs", "vote", "tfidf")}
+    assert all(r["requests"] == 5 and r["batch_size"] == 1 and len(r["seconds"]) == 5 for r in records.values())
+    summed = [a + b for a, b in zip(records["remote-zs"]["seconds"], records["remote-fs"]["seconds"])]
+    assert records["vote"]["seconds"] == pytest.approx(summed, abs=2e-6) and records["vote"]["sum_of"] == ["remote-zs", "remote-fs"]
+    results = json.loads((first.run.path / "results.json").read_text())
+    for name, record in records.items():
+        latency = results["arms"][name]["latency"]
+        assert latency["source"] == "probe" and latency["latency_p95_s"] == pytest.approx(record["p95_s"])
+        assert latency["latency_p50_s"] == pytest.approx(record["p50_s"]) and latency["probe_cpus"] == record["cpus"]
+    assert "probe, 5 requests" in (first.run.path / "report.html").read_text()

@@ -178,6 +178,10 @@ class EvaluationConfig(Strict):
                                                                "one arm at least this large is reported as a warning.")
     review_size: int = Field(20, ge=0, le=1000, description="Test examples where arms disagree, sampled (seeded) "
                                                             "into the report's review sheet for a person to judge.")
+    latency_probe: int = Field(30, ge=0, le=1000, description="Single requests (batch of one, after one warm-up) "
+                                                              "timed per arm for its p50/p95 latency, apart from "
+                                                              "batched throughput; 0 turns the probe off (remote arms "
+                                                              "then make no extra calls).")
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig,
                                          description="Score drop of every arm on perturbed test inputs "
                                                      "(written to robustness.json).")

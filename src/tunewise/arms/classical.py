@@ -73,4 +73,5 @@ def run(arm: ClassicalArm, ctx: ArmContext) -> list[Prediction]:
         store = ctx.store(arm.name)
         store.append(predictions)
         advance(len(ctx.test))
+    ctx.probe(arm.name, lambda e: model.predict_scores([e]))
     return predictions

@@ -54,6 +54,16 @@ class ArmContext:
     store_suffix: str = ""
     # under torchrun / accelerate launch: process 0 writes and evaluates, every process trains
     ranks: Ranks = Ranks(0, 1)
+    # evaluation.latency_probe: single requests timed per arm (0: none; contexts built outside a run probe nothing)
+    latency_probe: int = 0
+
+    def probe(self, arm_name: str, one: Callable[[Example], Any]) -> None:
+        """Time single requests through `one` (see arms/latency_probe.py), on the clean test set only."""
+        if self.store_suffix or not self.ranks.main:
+            return
+        from tunewise.arms.latency_probe import run_probe
+
+        run_probe(self.run_dir, arm_name, one, self.test, self.latency_probe, self.log)
 
     def store(self, arm_name: str) -> PredictionStore:
         metadata = {e.id: e.metadata for e in self.test if e.metadata}

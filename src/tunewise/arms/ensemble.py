@@ -74,4 +74,8 @@ def run(arm: EnsembleArm, ctx: ArmContext) -> list[Prediction]:
     store.path.unlink(missing_ok=True)  # derived from members each time: cheap, and never stale
     store = ctx.store(arm.name)
     store.append(out)
+    if not ctx.store_suffix and ctx.ranks.main:
+        from tunewise.arms.latency_probe import combine_probes
+
+        combine_probes(ctx.run_dir, arm.name, arm.members)  # it asks every member, one after the other
     return out

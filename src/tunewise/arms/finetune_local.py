@@ -369,5 +369,6 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
         store.path.unlink(missing_ok=True)  # cheap to recompute from the saved model; never stale
         ctx.store(arm.name).append(predictions)
         advance(len(ctx.test))
+    ctx.probe(arm.name, lambda e: model.predict_scores([e], batch_size=1))
     return predictions
 

@@ -149,6 +149,7 @@ def run_prompted(name: str, ctx: ArmContext, prompts: Callable[[Example], Messag
             ctx.cache.put_many(new)
             answers = {keys[i]: answer for i, answer in zip(missing, fresh)} | cached
             store.append(_prediction(name, e, answers[k], ctx, k in cached) for e, k in zip(batch, keys))
+    ctx.probe(name, lambda e: backend.answer([prompts(e)], lambda n: None))  # uncached, one request at a time
     return store.ordered(e.id for e in ctx.test)
 
 

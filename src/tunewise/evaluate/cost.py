@@ -29,14 +29,25 @@ def cost_per_1k_requests(predictions: Sequence[Prediction], *, hourly_usd: float
     return 1000 * (sum(p.latency_s for p in predictions) / n) * hourly_usd / 3600
 
 
-def latency_profile(predictions: Sequence[Prediction]) -> dict[str, float]:
-    """p50/p95 seconds per example, throughput (examples per compute second, as measured, batching included) and
-    compute seconds per 1,000 requests: the figure a dollar cost is made of, shown even when no price is known."""
+def latency_profile(predictions: Sequence[Prediction], probe: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """p50/p95 seconds per request, throughput (examples per compute second, as measured, batching included) and
+    compute seconds per 1,000 requests: the figure a dollar cost is made of, shown even when no price is known.
+
+    With a single-request probe (arms/latency_probe.py), p50/p95 are the probe's: a batch's time split over its
+    examples gives every example the same figure and no tail. Without one they fall back to that split, and
+    `source` says which it is; the probe's machine load travels with it.
+    """
     latencies = np.asarray([p.latency_s for p in predictions], dtype=float)
     total = float(latencies.sum())
-    return {"latency_p50_s": float(np.percentile(latencies, 50)), "latency_p95_s": float(np.percentile(latencies, 95)),
-            "compute_s_total": total, "compute_s_per_1k": 1000 * total / max(len(latencies), 1),
-            "throughput_per_s": len(latencies) / total if total > 0 else None}
+    out: dict[str, Any] = {
+        "latency_p50_s": float(np.percentile(latencies, 50)), "latency_p95_s": float(np.percentile(latencies, 95)),
+        "source": "batch", "compute_s_total": total, "compute_s_per_1k": 1000 * total / max(len(latencies), 1),
+        "throughput_per_s": len(latencies) / total if total > 0 else None}
+    if probe and probe.get("requests"):
+        out.update(latency_p50_s=float(probe["p50_s"]), latency_p95_s=float(probe["p95_s"]), source="probe",
+                   probe_requests=int(probe["requests"]), probe_load=probe.get("load_before"),
+                   probe_cpus=probe.get("cpus"), batched_p50_s=float(np.percentile(latencies, 50)))
+    return out
 
 
 def training_cost(training: Mapping[str, Any] | None, hourly_usd: float) -> dict[str, Any] | None:

@@ -95,7 +95,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
             "metrics": {k: v for k, v in cis.items() if "[" not in k},
             "per_class": _per_class(cis, task.labels) if task.labels else None,
             "confusion": confusion_matrix(predictions, task.labels) if task.labels else None,
-            "latency": costs.latency_profile(predictions),
+            "latency": costs.latency_profile(predictions, _read_json(run_dir / "latency" / f"{name}.json", notes)),
             "cost": {"per_1k_usd": cost_known[name], "training": train_cost,
                      "amortised_per_1k_usd": costs.amortised_per_1k(cost_known[name], training_usd, volume)},
             "training": training, "robustness": robustness.get(name),

@@ -126,7 +126,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                          ranks=ranks, max_new_tokens=experiment.task.max_new_tokens,
                          task_config=experiment.task.model_dump(mode="json"), finished=done,
                          bootstrap_resamples=experiment.evaluation.bootstrap_resamples,
-                         alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage)
+                         alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage,
+                         latency_probe=experiment.evaluation.latency_probe)
         for arm in _order(experiment.arms):
             try:
                 done[arm.name] = registry.run(arm, ctx)
