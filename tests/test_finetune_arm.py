@@ -204,3 +204,38 @@ def test_augmented_and_replayed_rows_enter_training_only_and_forgetting_is_probe
     forgetting = record["forgetting"]
     assert 0 < forgetting["retention"] <= 1 and forgetting["perplexity_before"] > 0
     assert "General capability retained" in (result.run.path / "report.html").read_text()
+
+
+def test_a_run_that_changes_only_costs_reuses_the_trained_models(experiment, tiny_model_dir, monkeypatch):
+    """A new run (not a resume) with other cost settings takes the LoRA adapter and the classifier head from the
+    trained-model cache, records where from and the original training seconds; a changed setting retrains."""
+    lora = {"name": "lora", "type": "finetune", "method": "lora", "model": str(tiny_model_dir), "precision": "fp32",
+            "prompt": "terse", "training": {"epochs": 1, "batch_size": 16, "precision": "fp32", "max_length": 64}}
+    head = {"name": "head", "type": "finetune", "method": "classifier", "model": str(tiny_model_dir),
+            "head": {"epochs": 1, "batch_size": 16, "precision": "fp32", "max_length": 32}}
+    path = experiment([lora, head])
+    first = run_experiment(load_experiment(path), log=lambda m: None)
+    trained = {n: json.loads((first.run.path / "training" / f"{n}.json").read_text()) for n in ("lora", "head")}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an identical training ran again")
+
+    import tunewise.train.classifier
+    import tunewise.train.sft
+    monkeypatch.setattr(tunewise.train.sft, "train_sft", no_training)
+    monkeypatch.setattr(tunewise.train.classifier, "train_classifier", no_training)
+    said: list[str] = []
+    second = run_experiment(load_experiment(path, ["cost.hardware_usd_per_hour=3.5"]), log=said.append)
+    assert second.failures == {} and second.run.path != first.run.path
+    for name in ("lora", "head"):
+        record = json.loads((second.run.path / "training" / f"{name}.json").read_text())
+        assert record["reused_from"] and record["seconds"] == trained[name]["seconds"]
+        assert any(line.startswith(f"{name}: reused the identical training") for line in said)
+        assert second.metrics[name]["accuracy"] == first.metrics[name]["accuracy"]
+    assert (second.run.path / "adapters" / "lora" / "adapter_model.safetensors").is_file()
+    results = json.loads((second.run.path / "results.json").read_text())
+    assert results["arms"]["lora"]["cost"]["training"]["usd"] == pytest.approx(trained["lora"]["seconds"] * 3.5 / 3600)
+
+    third = run_experiment(load_experiment(path, ["arms.1.training.learning_rate=0.001"]), log=lambda m: None)
+    assert "an identical training ran again" in third.failures["lora"]  # a changed setting is a miss: it trains
+    assert "head" not in third.failures

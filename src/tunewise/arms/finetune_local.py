@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunewise.arms import trained_cache
 from tunewise.arms.base import TrainingInterrupted
 from tunewise.arms.context import ArmContext
 from tunewise.schema import ARM_MARKER, Example, Prediction
@@ -96,6 +97,12 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
     originals = _subset(ctx.train, arm.max_train_examples, ctx)
     train = training_examples(originals, ctx, arm.prompt, prefix=arm.prefix)
     val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt, prefix=arm.prefix)
+    # reuse an identical training from an earlier run (not for staged, multi-task or launched training)
+    key = None
+    if not (arm.stages or tasks or ctx.ranks.distributed or ctx.store_suffix or (folder / ARM_MARKER).is_file()):
+        key = trained_cache.training_key("sft", arm, train, val, ctx.model_id(_base(arm)), ctx.seed)
+        if trained_cache.restore(key, folder, record_path, ctx.log, arm.name):
+            key = None
     # one decision for every process: under torchrun they must all train, or none
     if not decided_by_main(ctx.ranks, (folder / ARM_MARKER).is_file):
         record: dict[str, Any] = {}
@@ -130,6 +137,8 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
         record |= info | {"train_tokens_per_s": round(info["tokens"] * max(info["epochs_run"], 1)
                                                       / max(info["seconds"], 1e-9), 1)}
         _write_training(ctx, arm, record)
+        if key is not None:
+            trained_cache.save(key, folder, record_path)
         ctx.log(f"{arm.name}: {result.settings.method} trained {result.info.steps} steps in {result.info.seconds:.0f} s "
                 f"({result.info.precision}); best validation loss {result.info.best_val_loss}"
                 + (f"; warning: {result.info.gap_warning}" if result.info.gap_warning else ""))
@@ -334,12 +343,17 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
     from tunewise.train.sft import LossPoint, gap_warning
 
     folder = ctx.run_dir / "adapters" / arm.name
+    record_path = ctx.run_dir / "training" / f"{arm.name}.json"
+    train = _subset(ctx.train, arm.max_train_examples, ctx)
+    val = _subset(ctx.val, arm.max_val_examples, ctx)
+    key = None if (folder / MARKER).is_file() or ctx.store_suffix else \
+        trained_cache.training_key("classifier", arm, train, val, ctx.model_id(arm.head.model), ctx.seed)
+    if key is not None and trained_cache.restore(key, folder, record_path, ctx.log, arm.name):
+        key = None
     reused = (folder / MARKER).is_file()
     if reused:
         model = ClassifierModel.load(folder, precision=arm.precision)
     else:
-        train = _subset(ctx.train, arm.max_train_examples, ctx)
-        val = _subset(ctx.val, arm.max_val_examples, ctx)
         steps = arm.head.epochs * math.ceil(len(train) / arm.head.batch_size)
         with _step_progress(ctx, f"{arm.name} (train)", steps) as progress:
             model = train_classifier(train, val, arm.head, ctx.run_dir / "checkpoints" / arm.name, progress=progress)
@@ -356,6 +370,8 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
             "history": [{"epoch": p.epoch, "step": None, "train_loss": p.train_loss, "val_loss": p.val_loss}
                         for p in history],
             "gap_warning": gap_warning(history)})
+        if key is not None:
+            trained_cache.save(key, folder, record_path)
         ctx.log(f"{arm.name}: classifier head on {arm.model} trained {info.epochs_run} epoch(s) in "
                 f"{info.seconds:.0f} s ({info.precision}); best epoch {info.best_epoch}")
     store = ctx.store(arm.name)
