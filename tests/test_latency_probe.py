@@ -55,3 +55,9 @@ def test_without_a_probe_the_figures_are_the_batch_split_and_say_so() -> None:
     probed = latency_profile(predictions, {"requests": 5, "p50_s": 0.4, "p95_s": 0.9, "load_before": 1.5, "cpus": 2})
     assert (probed["source"], probed["latency_p50_s"], probed["latency_p95_s"]) == ("probe", 0.4, 0.9)
     assert probed["batched_p50_s"] == 0.25 and probed["compute_s_per_1k"] == pytest.approx(250.0)
+
+
+def test_a_time_budget_stops_a_slow_probe_after_the_minimum() -> None:
+    record = measure(lambda e: time.sleep(0.02), _examples(30), budget_s=0.01)
+    assert record["requests"] == 5  # the budget was spent by the first request; five are always timed
+    assert measure(lambda e: None, _examples(30), budget_s=10)["requests"] == 30

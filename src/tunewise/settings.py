@@ -182,6 +182,10 @@ class EvaluationConfig(Strict):
                                                               "timed per arm for its p50/p95 latency, apart from "
                                                               "batched throughput; 0 turns the probe off (remote arms "
                                                               "then make no extra calls).")
+    latency_probe_seconds: float | None = Field(10.0, gt=0, description="Time budget of one arm's probe: it stops "
+                                                                         "once this is spent and at least 5 requests "
+                                                                         "are timed; null: always latency_probe "
+                                                                         "requests.")
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig,
                                          description="Score drop of every arm on perturbed test inputs "
                                                      "(written to robustness.json).")

@@ -56,6 +56,7 @@ class ArmContext:
     ranks: Ranks = Ranks(0, 1)
     # evaluation.latency_probe: single requests timed per arm (0: none; contexts built outside a run probe nothing)
     latency_probe: int = 0
+    latency_probe_seconds: float | None = None
 
     def probe(self, arm_name: str, one: Callable[[Example], Any]) -> None:
         """Time single requests through `one` (see arms/latency_probe.py), on the clean test set only."""
@@ -63,7 +64,7 @@ class ArmContext:
             return
         from tunewise.arms.latency_probe import run_probe
 
-        run_probe(self.run_dir, arm_name, one, self.test, self.latency_probe, self.log)
+        run_probe(self.run_dir, arm_name, one, self.test, self.latency_probe, self.log, self.latency_probe_seconds)
 
     def store(self, arm_name: str) -> PredictionStore:
         metadata = {e.id: e.metadata for e in self.test if e.metadata}

@@ -24,12 +24,18 @@ def probe_path(run_dir: Path, arm: str) -> Path:
     return run_dir / "latency" / f"{arm}.json"
 
 
-def measure(one: Callable[[Example], Any], examples: Sequence[Example]) -> dict[str, Any]:
-    """Time `one(example)` for each example after a warm-up call on the first; p50/p95/mean in seconds."""
+MIN_REQUESTS = 5
+
+
+def measure(one: Callable[[Example], Any], examples: Sequence[Example], budget_s: float | None = None) -> dict[str, Any]:
+    """Time `one(example)` for each example after a warm-up call on the first; p50/p95/mean in seconds. With a
+    budget, stop once it is spent and at least MIN_REQUESTS are timed (a slow arm gets fewer, never none)."""
     load_before = _load()
     one(examples[0])  # warm-up: lazy loading, first-call allocation and kernel selection are not a request's cost
-    seconds = []
+    seconds: list[float] = []
     for example in examples:
+        if budget_s is not None and len(seconds) >= MIN_REQUESTS and sum(seconds) >= budget_s:
+            break
         start = time.perf_counter()
         one(example)
         seconds.append(time.perf_counter() - start)
@@ -47,7 +53,7 @@ def _record(seconds: Sequence[float], load_before: float, load_after: float, cpu
 
 
 def run_probe(run_dir: Path, arm: str, one: Callable[[Example], Any], examples: Sequence[Example], n: int,
-              log: Callable[[str], None]) -> dict[str, Any] | None:
+              log: Callable[[str], None], budget_s: float | None = None) -> dict[str, Any] | None:
     """Probe `arm` unless it is off (n = 0), already recorded, or has no examples; never fails the arm."""
     from tunewise.store.atomic import atomic_write_text
 
@@ -55,7 +61,7 @@ def run_probe(run_dir: Path, arm: str, one: Callable[[Example], Any], examples: 
     if n <= 0 or not examples or path.is_file():
         return None
     try:
-        record = measure(one, list(examples[:n]))
+        record = measure(one, list(examples[:n]), budget_s)
     except Exception as exc:  # a probe is extra evidence: losing it must not lose the arm's predictions
         log(f"{arm}: latency probe failed ({type(exc).__name__}: {exc}); batched figures only")
         return None

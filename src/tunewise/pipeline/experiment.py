@@ -127,7 +127,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                          task_config=experiment.task.model_dump(mode="json"), finished=done,
                          bootstrap_resamples=experiment.evaluation.bootstrap_resamples,
                          alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage,
-                         latency_probe=experiment.evaluation.latency_probe)
+                         latency_probe=experiment.evaluation.latency_probe,
+                         latency_probe_seconds=experiment.evaluation.latency_probe_seconds)
         for arm in _order(experiment.arms):
             try:
                 done[arm.name] = registry.run(arm, ctx)
