@@ -56,6 +56,8 @@ class ArmContext:
     ranks: Ranks = Ranks(0, 1)
     # evaluation.latency_probe: single requests timed per arm (0: none; contexts built outside a run probe nothing)
     latency_probe: int = 0
+    # evaluation.primary_metric, for arms that choose between options themselves (the prompt search)
+    primary_metric: str | None = None
     latency_probe_seconds: float | None = None
 
     def probe(self, arm_name: str, one: Callable[[Example], Any]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from tunewise.arms import classical, ensemble, few_shot, finetune, remote, retrieval, zero_shot
+from tunewise.arms import classical, ensemble, few_shot, finetune, prompt_search, remote, retrieval, zero_shot
 from tunewise.arms.base import local_cost_per_1k
 
 if TYPE_CHECKING:
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from tunewise.schema import Prediction
     from tunewise.settings import ArmConfig, CostConfig
 
-BUILT_IN: tuple[ModuleType, ...] = (zero_shot, few_shot, retrieval, classical, remote, ensemble, finetune)
+BUILT_IN: tuple[ModuleType, ...] = (zero_shot, few_shot, retrieval, prompt_search, classical, remote, ensemble,
+                                     finetune)
 
 _modules: dict[str, ModuleType] = {}
 _on_change: list[Callable[[], None]] = []

@@ -128,6 +128,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                          bootstrap_resamples=experiment.evaluation.bootstrap_resamples,
                          alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage,
                          latency_probe=experiment.evaluation.latency_probe,
+                         primary_metric=experiment.evaluation.primary_metric,
                          latency_probe_seconds=experiment.evaluation.latency_probe_seconds)
         for arm in _order(experiment.arms):
             try:
