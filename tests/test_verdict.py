@@ -179,3 +179,20 @@ def test_the_margin_is_validated_and_the_error_names_the_field(tmp_path):
     path.write_text(base + "evaluation: {margin: 0}\n")
     with pytest.raises(ConfigError, match=r"evaluation\.margin"):
         load_experiment(path)
+
+
+def test_the_cli_verdict_panel_prints_the_inconclusive_pair_and_the_verdict_confidence(tmp_path):
+    from rich.console import Console
+
+    from tunewise.cli.experiment_view import render_verdict
+
+    exp, task, test, done = classify_run(tmp_path, training=TRAINING)
+    verdict = build_results(exp, tmp_path, "r", task, test, done, {})["verdict"]
+    console = Console(record=True, width=400)
+    render_verdict(verdict, tmp_path, console)
+    text = console.export_text()
+    assert text.count("Probably few") == 1 and "clf vs few is inconclusive" in text
+    assert "only a difference of" in text and "would resolve a difference of 0.02" in text
+    shares = verdict["confidence"]["recommended"]
+    assert f"Verdict confidence: few in {shares['few']:.0%} of 1,000 bootstrap resamples" in text
+    assert f"clf in {shares['clf']:.0%}" in text
