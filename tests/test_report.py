@@ -85,6 +85,9 @@ def test_the_report_shows_the_verdicts_comparisons_with_raw_and_holm_adjusted_p_
             assert num(c["power"]["detectable_difference"]) in row and f"{c['power']['examples_for_margin']:,}" in row
             assert f"| {pvalue(c['p_value'])} | {pvalue(c['p_adjusted'])} | inconclusive |" in markdown
     assert {c["status"] for c in verdict["comparisons"]} == {"worse", "inconclusive"}
+    for t in results["pairwise"]:  # the all-pairs table: raw and Holm-adjusted (the family the verdict used)
+        assert t["p_adjusted"] >= t["p_value"]
+        assert f"<td>{pvalue(t['p_value'])}</td>\n<td>{pvalue(t['p_adjusted'])}</td>" in page
     assert "indistinguishable" not in page
 
 

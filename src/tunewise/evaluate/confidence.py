@@ -3,8 +3,8 @@ resampled.
 
 Every arm is scored on the same bootstrap resamples (the shared B x n resample counts of stats.py), so a
 resample is one plausible test set for all arms at once. On each, the rule is re-applied in full: the best
-arm, each arm's status against it (significantly worse with Holm's correction, equivalent within the margin,
-or inconclusive), the qualifying set (or the quality bar), then the cost step with its tie-breaks. A
+arm, each arm's status against it (significantly worse with Holm's correction over all pairs, equivalent
+within the margin, or inconclusive), the qualifying set (or the quality bar), then the cost step with its tie-breaks. A
 bootstrap inside each bootstrap would cost B^2 metric evaluations, so within a resample the tests use the
 normal approximation with each pair's paired-bootstrap standard error (the spread of that pair's differences
 over the B resamples). Costs and latencies are held at their measured values: only the test examples vary.
@@ -26,23 +26,24 @@ from tunewise.evaluate.verdict import COST_TOLERANCE, Candidate
 
 def statuses(quality: np.ndarray, se: np.ndarray, alpha: float, margin: float) -> tuple[np.ndarray, ...]:
     """(best index per resample, equivalent mask, worse mask), each row one resample of `quality` (B x k);
-    `se` is the k x k standard error of each pair's difference."""
-    rows = np.arange(quality.shape[0])
+    `se` is the k x k standard error of each pair's difference. As in verdict.py, p-values are
+    Holm-adjusted over all k(k-1)/2 pairs of each resample."""
+    resamples, k = quality.shape
+    rows = np.arange(resamples)
+    first, second = np.triu_indices(k, 1)
+    diff, spread = quality[:, first] - quality[:, second], se[first, second]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(spread > 0, np.abs(diff) / spread, np.where(diff == 0, 0.0, np.inf))
+    adjusted = np.ones((resamples, k, k))
+    pair_adjusted = holm(2 * ndtr(-z)) if first.size else np.ones((resamples, 0))
+    adjusted[:, first, second] = adjusted[:, second, first] = pair_adjusted
     best = np.argmax(quality, axis=1)
     delta = quality - quality[rows, best][:, None]
-    spread = se[best]  # B x k: each arm's pair with that resample's best
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(spread > 0, np.abs(delta) / spread, np.where(delta == 0, 0.0, np.inf))
-    p = 2 * ndtr(-z)
-    reach = ndtri(1 - alpha) * spread  # half-width of the 1 - 2 alpha interval
+    reach = ndtri(1 - alpha) * se[best]  # half-width of each arm's 1 - 2 alpha interval against the best
     equivalent = (delta - reach > -margin) & (delta + reach < margin)
-    is_best = np.zeros_like(quality, dtype=bool)
-    is_best[rows, best] = True
-    others = np.argsort(is_best, axis=1, kind="stable")[:, :-1]  # the k - 1 comparisons of each resample
-    adjusted = np.ones_like(p)
-    np.put_along_axis(adjusted, others, holm(np.take_along_axis(p, others, axis=1)), axis=1)
-    worse = (adjusted < alpha) & (delta < 0) & ~equivalent
-    return best, equivalent & ~is_best, worse
+    equivalent[rows, best] = False
+    worse = (adjusted[rows, best] < alpha) & (delta < 0) & ~equivalent
+    return best, equivalent, worse
 
 
 def choose(quality: np.ndarray, qualifying: np.ndarray, arms: Sequence[Candidate]) -> np.ndarray:

@@ -26,7 +26,7 @@ from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
 from tunewise.evaluate.slices import slice_report
 from tunewise.evaluate.stats import compare, intervals, metric_family, resample_weights
-from tunewise.evaluate.verdict import Candidate, Verdict, decide
+from tunewise.evaluate.verdict import Candidate, Verdict, decide, holm_family
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
 
@@ -130,7 +130,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
 
 
 def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[str, str],
-             pairwise: Sequence[Mapping[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None) -> Verdict:
+             pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None) -> Verdict:
     """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence."""
     ev, seed = experiment.evaluation, experiment.split.seed
     metric, alpha = ev.primary_metric, ev.alpha
@@ -146,6 +146,9 @@ def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[
     verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, margin=ev.margin, quality_bar=ev.quality_bar,
                      max_failure_rate=ev.max_failure_rate, volume=volume)
     eligible = [c for c in candidates if c.name in arms and c.name not in verdict.excluded]
+    adjusted = holm_family(pairwise, {c.name for c in eligible})
+    for test in pairwise:  # the all-pairs table shows the same adjusted p-values the verdict used
+        test["p_adjusted"] = adjusted.get(frozenset((test["a"], test["b"])))
     if eligible and weights is not None:
         quality = np.stack([metric_family(fams[c.name], metric).values(weights)[metric] for c in eligible], axis=1)
         verdict.confidence = verdict_confidence(eligible, quality, alpha=alpha, margin=ev.margin,

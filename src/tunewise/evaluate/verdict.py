@@ -5,8 +5,8 @@ RULE (also printed in every report):
   2. Every other arm is compared with the best arm (highest primary metric) on the same test examples and
      called one of: *equivalent* within evaluation.margin (the paired difference's 90% interval lies inside
      ±margin: two one-sided tests at alpha; this wins over a significant difference smaller than the
-     margin); *significantly worse* (the paired test's p-value, Holm-adjusted over these comparisons, is
-     below alpha); or *inconclusive* (neither: the test set cannot tell them apart, which is not the same as
+     margin); *significantly worse* (the paired test's p-value, Holm-adjusted over all pairwise tests among
+     these arms, since the best is itself picked from the data, is below alpha); or *inconclusive* (neither: the test set cannot tell them apart, which is not the same as
      "no difference").
   3. Qualifying: with evaluation.quality_bar, the arms whose primary metric reaches it; otherwise the best
      arm and the arms equivalent to it. An inconclusive arm does not qualify: a cheaper arm is preferred
@@ -21,8 +21,8 @@ RULE (also printed in every report):
      but the test set cannot yet tell B from Y: ...", with the difference it could detect now and the test
      examples a difference of the margin needs.
 Knows nothing about models, files or how the numbers were measured: it reads the arm summaries and the
-paired tests (evaluate/stats.py), and applies Holm's correction itself because only it knows which
-comparisons it relies on.
+paired tests (evaluate/stats.py), and applies Holm's correction itself because only it knows which arms
+are in the running.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 RULE = ("Arms with failures are out. Each other arm is compared with the best arm: equivalent (the paired "
-        "difference's 90% interval lies inside ±evaluation.margin), significantly worse (Holm-adjusted p < "
-        "alpha) or inconclusive. Only the best arm and the arms equivalent to it qualify (or, with "
+        "difference's 90% interval lies inside ±evaluation.margin), significantly worse (p < alpha after "
+        "Holm's correction over all pairs) or inconclusive. Only the best arm and the arms equivalent to it qualify (or, with "
         "evaluation.quality_bar, those reaching the bar); of those the cheapest per request wins (training "
         "amortised over the stated volume; costs within 5% are equal), then one that needs no training, then "
         "the fastest. When an inconclusive arm would have won had it been shown equivalent, the headline says "
@@ -67,7 +67,7 @@ class Comparison:
     best: str
     delta: float
     p_value: float  # the paired test's, raw
-    p_adjusted: float  # Holm over this verdict's comparisons
+    p_adjusted: float  # Holm over every pair of eligible arms
     equivalence_p: float  # TOST
     ci_low: float | None  # the difference's 90% (1 - 2 alpha) interval
     ci_high: float | None
@@ -103,15 +103,27 @@ def _money(usd: float | None) -> str:
     return "unknown cost (no price given)" if usd is None else f"${usd:,.4f} per 1,000 requests"
 
 
-def compare_to_best(eligible: Sequence[Candidate], best: Candidate, tests: Sequence[Mapping[str, Any]],
-                    alpha: float) -> list[Comparison]:
-    """Every eligible arm against the best, Holm-adjusted over exactly these comparisons (the family the rule
-    relies on); a missing test is no evidence either way: inconclusive."""
+def holm_family(tests: Sequence[Mapping[str, Any]], names: set[str]) -> dict[frozenset[str], float]:
+    """Holm-adjusted p-value of every paired test between two of `names`, keyed by the pair."""
     from tunewise.evaluate.stats import holm  # numpy, imported only when a verdict is made
 
+    family = [t for t in tests if t["a"] in names and t["b"] in names]
+    adjusted = holm([float(t.get("p_value", 1.0)) for t in family])
+    return {frozenset((t["a"], t["b"])): float(p) for t, p in zip(family, adjusted)}
+
+
+def compare_to_best(eligible: Sequence[Candidate], best: Candidate, tests: Sequence[Mapping[str, Any]],
+                    alpha: float) -> list[Comparison]:
+    """Every eligible arm against the best; a missing test is no evidence either way: inconclusive.
+
+    p-values are Holm-adjusted over every paired test among the eligible arms, not only the k - 1 with the
+    best: the best arm is picked from the same data, so any pair could have become a comparison with it
+    (with 8 equal arms, adjusting only the k - 1 let the family-wise error reach about 10%; see
+    tests/test_evidence_simulation.py)."""
+    adjusted_by_pair = holm_family(tests, {a.name for a in eligible})
     others = [a for a in eligible if a is not best]
     found = [_test(tests, arm.name, best.name) or {} for arm in others]
-    adjusted = [float(p) for p in holm([float(t.get("p_value", 1.0)) for t in found])]
+    adjusted = [adjusted_by_pair.get(frozenset((arm.name, best.name)), 1.0) for arm in others]
     out = []
     for arm, test, p_adj in zip(others, found, adjusted):
         sign = 1.0 if test.get("a", arm.name) == arm.name else -1.0
