@@ -3,7 +3,7 @@
 Bootstrap: resample the test examples with replacement (seeded), recompute every metric on each resample,
 and take the percentile interval. Resamples are drawn as multinomial counts, so a metric on B resamples is
 one (B x n) @ (n x k) product. Paired tests compare two arms on the *same* examples:
-  - McNemar's test (statsmodels) on per-example correctness for classification accuracy; exact binomial
+  - McNemar's test on per-example correctness for classification accuracy; exact binomial
     when discordant pairs are few (< 25), chi-square with continuity correction otherwise;
   - a paired bootstrap otherwise: both arms scored on the same resamples; the two-sided p-value is twice
     the share of resampled differences on the far side of zero, (count + 1) / (B + 1), capped at 1.
@@ -126,18 +126,31 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
+def mcnemar_p(only_a: np.ndarray, only_b: np.ndarray) -> np.ndarray:
+    """McNemar's two-sided p-value from the discordant counts (element-wise, so simulations run thousands at
+    once): exact binomial below EXACT_BELOW discordant pairs, else chi-square with continuity correction;
+    statsmodels' `mcnemar` gives the same figures (tests/test_stats.py checks)."""
+    from scipy.stats import binom, chi2
+
+    b, c = np.asarray(only_a, dtype=float), np.asarray(only_b, dtype=float)
+    discordant = b + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi_square = chi2.sf((np.abs(b - c) - 1) ** 2 / discordant, 1)
+    exact = np.minimum(1.0, 2 * binom.cdf(np.minimum(b, c), discordant, 0.5))
+    return np.where(discordant == 0, 1.0, np.where(discordant < EXACT_BELOW, exact, chi_square))
+
+
 def mcnemar_test(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple[float, float, str]:
     """(p-value, statistic, name) of McNemar's test on paired correctness."""
-    from statsmodels.stats.contingency_tables import mcnemar
-
     a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
-    discordant = table[0][1] + table[1][0]
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    discordant = only_a + only_b
     if discordant == 0:
         return 1.0, 0.0, "McNemar (no discordant pairs)"
-    exact = discordant < EXACT_BELOW
-    result = mcnemar(table, exact=exact, correction=True)
-    return float(result.pvalue), float(result.statistic), "McNemar exact" if exact else "McNemar chi-square"
+    p_value = float(mcnemar_p(np.array(only_a), np.array(only_b)))
+    if discordant < EXACT_BELOW:
+        return p_value, float(min(only_a, only_b)), "McNemar exact"
+    return p_value, (abs(only_a - only_b) - 1) ** 2 / discordant, "McNemar chi-square"
 
 
 def compare(a: str, b: str, fams_a: Sequence[Family], fams_b: Sequence[Family], metric: str, weights: np.ndarray,
