@@ -62,6 +62,11 @@ def choose(quality: np.ndarray, qualifying: np.ndarray, arms: Sequence[Candidate
     return np.where(pool.any(axis=1), np.argmin(key, axis=1), -1)
 
 
+def _percent(share: float) -> str:
+    """Whole percents, except near 0 and 100 where rounding would hide that it was not always (or never)."""
+    return f"{share:.0%}" if share in (0.0, 1.0) or 0.01 <= share <= 0.99 else f"{share:.1%}"
+
+
 def verdict_confidence(arms: Sequence[Candidate], quality: np.ndarray, *, alpha: float, margin: float,
                        quality_bar: float | None, seed: int) -> dict[str, Any]:
     """{"resamples", "seed", "recommended": {arm: share, best first}, "none": share, "summary"} for the
@@ -80,9 +85,9 @@ def verdict_confidence(arms: Sequence[Candidate], quality: np.ndarray, *, alpha:
     shares = {arms[i].name: float(counts[i + 1] / resamples) for i in np.argsort(-counts[1:], kind="stable")
               if counts[i + 1]}
     none = float(counts[0] / resamples)
-    parts = [f"{name} in {share:.0%}" for name, share in shares.items()]
+    parts = [f"{name} in {_percent(share)}" for name, share in shares.items()]
     if none:
-        parts.append(f"no arm in {none:.0%}")
+        parts.append(f"no arm in {_percent(none)}")
     summary = (f"Verdict confidence: {parts[0]} of {resamples:,} bootstrap resamples of the test set"
                + (f", {', '.join(parts[1:])}" if len(parts) > 1 else "") + ".")
     return {"resamples": resamples, "seed": seed, "recommended": shares, "none": none, "summary": summary,
