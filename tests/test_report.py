@@ -72,6 +72,25 @@ def test_html_shows_the_figures_of_results_json(rendered):
     assert results["verdict"]["headline"] in markdown and num(results["arms"]["clf"]["metrics"]["accuracy"]["low"]) in markdown
 
 
+def test_the_report_shows_the_verdicts_comparisons_with_raw_and_holm_adjusted_p_and_its_confidence(rendered):
+    results, paths = rendered
+    page, markdown = paths["report.html"].read_text(), paths["report.md"].read_text()
+    verdict = results["verdict"]
+    assert html.escape(verdict["confidence"]["summary"]) in page and verdict["confidence"]["summary"] in markdown
+    table = re.search(r'<table id="comparisons">.*?</table>', page, flags=re.S).group(0)
+    for c in verdict["comparisons"]:
+        row = re.search(rf"<tr><td>{re.escape(c['arm'])}</td>.*?</tr>", table, flags=re.S).group(0)
+        assert f"<td>{pvalue(c['p_value'])}</td><td>{pvalue(c['p_adjusted'])}</td>" in row
+        if c["status"] == "inconclusive":
+            assert num(c["power"]["detectable_difference"]) in row and f"{c['power']['examples_for_margin']:,}" in row
+            assert f"| {pvalue(c['p_value'])} | {pvalue(c['p_adjusted'])} | inconclusive |" in markdown
+    assert {c["status"] for c in verdict["comparisons"]} == {"worse", "inconclusive"}
+    for t in results["pairwise"]:  # the all-pairs table: raw and Holm-adjusted (the family the verdict used)
+        assert t["p_adjusted"] >= t["p_value"]
+        assert f"<td>{pvalue(t['p_value'])}</td>\n<td>{pvalue(t['p_adjusted'])}</td>" in page
+    assert "indistinguishable" not in page
+
+
 def test_html_is_self_contained_with_text_in_its_figures(rendered):
     _, paths = rendered
     page = paths["report.html"].read_text()

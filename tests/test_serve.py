@@ -363,7 +363,7 @@ def test_run_arms_are_served_exactly_as_they_were_evaluated(tmp_path, monkeypatc
     head = classifier_head(tiny_model_dir, labels)
     head.save(run / "adapters" / "head")
     winner = build_models(Loader("fp32", None), run=run)
-    assert len(winner) == 1 and winner[0].name == "tfidf"  # the classical model wins on keywords
+    assert len(winner) == 1 and winner[0].name == "tfidf"  # the verdict recommends the classical model (keywords)
     models = build_models(Loader("fp32", None), run=run, arms=["zs", "fs", "rag", "tfidf", "ft", "full", "head"])
     with server(models) as (url, _):
         api = client(url)

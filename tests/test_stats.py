@@ -17,7 +17,15 @@ from tunewise.evaluate.metrics import (
     point_values,
     sacrebleu_family,
 )
-from tunewise.evaluate.stats import compare, intervals, mcnemar_test, paired_bootstrap, resample_weights
+from tunewise.evaluate.stats import (
+    compare,
+    holm,
+    intervals,
+    mcnemar_p,
+    mcnemar_test,
+    paired_bootstrap,
+    resample_weights,
+)
 from tunewise.tasks.extract import ExtractTask
 from tunewise.tasks.generate import GenerateTask
 
@@ -121,6 +129,23 @@ def test_mcnemar_matches_binomial_and_chi_square_references(b, c):
         assert name == "McNemar chi-square"
         expected = (abs(b - c) - 1) ** 2 / (b + c)
         assert statistic == pytest.approx(expected) and p == pytest.approx(sps.chi2.sf(expected, 1))
+
+
+def test_the_vectorised_mcnemar_matches_statsmodels_on_a_grid_of_discordant_counts():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    b, c = np.meshgrid(np.arange(0, 40, 3), np.arange(0, 40, 4))
+    expected = [1.0 if x + y == 0 else mcnemar([[5, x], [y, 5]], exact=x + y < 25, correction=True).pvalue
+                for x, y in zip(b.ravel(), c.ravel())]
+    assert mcnemar_p(b.ravel(), c.ravel()) == pytest.approx(expected)
+
+
+def test_holm_matches_statsmodels_along_the_last_axis():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.random.default_rng(4).random((20, 6)) ** 3
+    expected = np.stack([multipletests(row, method="holm")[1] for row in p])
+    assert holm(p) == pytest.approx(expected)
 
 
 def test_paired_bootstrap_difference_interval_agrees_with_scipy():

@@ -166,8 +166,13 @@ class EvaluationConfig(Strict):
                                                                           "intervals and paired bootstrap tests "
                                                                           "(seeded with split.seed).")
     quality_bar: float | None = Field(None, ge=0, le=1, description="Absolute bar on the primary metric an arm must "
-                                                                   "reach to be recommended; default: not "
-                                                                   "significantly worse than the best arm.")
+                                                                   "reach to be recommended; default: equivalent to "
+                                                                   "the best arm within evaluation.margin.")
+    margin: float = Field(0.02, gt=0, lt=1, description="The smallest difference in the primary metric that matters "
+                                                        "(metric units; 0.02 = 2 points of accuracy or macro-F1). An "
+                                                        "arm is equivalent to the best when the paired difference's "
+                                                        "1 - 2 alpha (90%) interval lies inside ±margin (two "
+                                                        "one-sided tests); only then may a cheaper arm be preferred.")
     baseline_arm: str | None = Field(None, description="Arm that ROI is measured against; default: the first "
                                                        "zero_shot arm, else the first arm.")
     max_failure_rate: float = Field(0.0, ge=0, le=1, description="An arm whose share of failed requests is above "

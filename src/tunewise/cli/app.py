@@ -384,7 +384,7 @@ def demo(
 @app.command()
 def serve(
     run_dir: Annotated[Path | None, typer.Argument(help="Run folder whose arm to serve")] = None,
-    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm of the run (repeatable; default: the winner)")] = None,
+    arm: Annotated[list[str] | None, typer.Option("--arm", help="Arm of the run (repeatable; default: the arm the verdict recommends)")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Without a run: a local model folder or smollm2")] = None,
     adapters: Annotated[Path | None, typer.Option("--adapters", help="Without a run: a folder of LoRA adapter folders")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",

@@ -43,10 +43,14 @@ def render_result(result: ExperimentResult, console: Console) -> None:
 
 
 def render_verdict(verdict: dict, run_dir: Path, console: Console) -> None:
-    """The verdict's headline, its reasons, and where the full report is."""
+    """The verdict's headline, its reasons (with each inconclusive pair's detectable difference and the examples
+    needed), how often the rule picks each arm on resamples of the test set, and where the full report is."""
     console.print(Panel(escape(verdict["headline"]), title="verdict", title_align="left", border_style="bold"))
     for reason in verdict["reasons"]:
         console.print(f"  · {escape(reason)}")
+    confidence = verdict.get("confidence")
+    if confidence:
+        console.print(f"[bold]{escape(confidence['summary'])}[/]")
     console.print(f"report: {escape(str(run_dir / 'report.html'))} (and report.md, results.json)")
 
 

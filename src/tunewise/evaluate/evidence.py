@@ -16,16 +16,19 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tunewise.arms import registry
 from tunewise.config import Experiment
 from tunewise.evaluate import cost as costs
 from tunewise.evaluate.baseline import majority_baseline
+from tunewise.evaluate.confidence import verdict_confidence
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
 from tunewise.evaluate.slices import slice_report
-from tunewise.evaluate.stats import compare, intervals, resample_weights
-from tunewise.evaluate.verdict import Candidate, decide
+from tunewise.evaluate.stats import compare, intervals, metric_family, resample_weights
+from tunewise.evaluate.verdict import Candidate, Verdict, decide, holm_family
 from tunewise.schema import Example, Prediction
 from tunewise.tasks import Task
 
@@ -101,35 +104,28 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
             "training": training, "robustness": robustness.get(name),
             "needs_training": registry.trains(arm) or training is not None,
         }
-    pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task))
-                .to_dict() for a, b in combinations(finished, 2)]
+    pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task),
+                        ev.margin).to_dict() for a, b in combinations(finished, 2)]
     baseline = default_baseline(experiment, finished)
     roi = {}
     if baseline is not None:
         base = _roi_view(arms[baseline], metric)
         roi = {name: costs.roi(_roi_view(arms[name], metric), base, cost_cfg.requests_per_day)
                for name in finished if name != baseline}
-    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"))
-                  for a in experiment.arms if a.name not in arms]
-    candidates += [Candidate(name=name, type=r["type"], quality=r["metrics"][metric]["value"],
-                             low=r["metrics"][metric]["low"], high=r["metrics"][metric]["high"],
-                             n=r["summary"]["n"], failed=r["summary"]["failed"],
-                             cost_per_1k_usd=r["cost"]["amortised_per_1k_usd"],
-                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"])
-                   for name, r in arms.items()]
-    verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, quality_bar=ev.quality_bar,
-                     max_failure_rate=ev.max_failure_rate, volume=volume)
+    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights)
     baseline_floor = _majority_floor(run_dir, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
         "labels": list(task.labels) if task.labels else None,
         "test_examples": len(ids), "primary_metric": metric, "alpha": alpha, "confidence": 1 - alpha,
+        "margin": ev.margin,
         "bootstrap": {"resamples": ev.bootstrap_resamples, "seed": seed, "method": "percentile"},
         "cost_assumptions": {"hardware_usd_per_hour": hourly.usd_per_hour, "hardware_price": hourly.to_dict(),
                              "requests_per_day": cost_cfg.requests_per_day, "horizon_days": cost_cfg.horizon_days,
                              "amortisation_requests": volume,
                              "remote_prices": {k: v.model_dump() for k, v in cost_cfg.remote_prices.items()}},
-        "arms": arms, "majority_baseline": baseline_floor, "failures": dict(failures), "pairwise": pairwise, "baseline": baseline, "roi": roi,
+        "arms": arms, "majority_baseline": baseline_floor, "failures": dict(failures), "pairwise": pairwise,
+        "baseline": baseline, "roi": roi,
         "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
         "robustness": robustness or None,
         "verdict": verdict.to_dict(),
@@ -159,6 +155,33 @@ def _train_labels(run_dir: Path) -> list[str]:
     from tunewise.data.formats import read_examples
 
     return [e.label for e in read_examples(path).examples if e.label is not None]
+
+
+def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[str, str],
+             pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None) -> Verdict:
+    """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence."""
+    ev, seed = experiment.evaluation, experiment.split.seed
+    metric, alpha = ev.primary_metric, ev.alpha
+    volume = experiment.cost.requests_per_day * experiment.cost.horizon_days
+    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"))
+                  for a in experiment.arms if a.name not in arms]
+    candidates += [Candidate(name=name, type=r["type"], quality=r["metrics"][metric]["value"],
+                             low=r["metrics"][metric]["low"], high=r["metrics"][metric]["high"],
+                             n=r["summary"]["n"], failed=r["summary"]["failed"],
+                             cost_per_1k_usd=r["cost"]["amortised_per_1k_usd"],
+                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"])
+                   for name, r in arms.items()]
+    verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, margin=ev.margin, quality_bar=ev.quality_bar,
+                     max_failure_rate=ev.max_failure_rate, volume=volume)
+    eligible = [c for c in candidates if c.name in arms and c.name not in verdict.excluded]
+    adjusted = holm_family(pairwise, {c.name for c in eligible})
+    for test in pairwise:  # the all-pairs table shows the same adjusted p-values the verdict used
+        test["p_adjusted"] = adjusted.get(frozenset((test["a"], test["b"])))
+    if eligible and weights is not None:
+        quality = np.stack([metric_family(fams[c.name], metric).values(weights)[metric] for c in eligible], axis=1)
+        verdict.confidence = verdict_confidence(eligible, quality, alpha=alpha, margin=ev.margin,
+                                                quality_bar=ev.quality_bar, seed=seed)
+    return verdict
 
 
 def _per_class(cis: Mapping[str, Any], labels: Sequence[str]) -> dict[str, Any]:
@@ -224,4 +247,4 @@ def metrics_summary(results: Mapping[str, Any], failures: Mapping[str, str]) -> 
             arms[name]["cost_per_1k_usd"] = arm["cost"]["per_1k_usd"]
     return {"task": results["task"], "test_examples": results["test_examples"],
             "primary_metric": results["primary_metric"], "arms": arms, "failures": dict(failures),
-            "verdict": results["verdict"]["headline"]}
+            "verdict": results["verdict"]["headline"], "recommended": results["verdict"]["recommended"]}

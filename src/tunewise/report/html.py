@@ -35,10 +35,23 @@ def pvalue(value: float) -> str:
     return f"{value:.3g}"
 
 
+def outcome(test: Mapping[str, Any]) -> str:
+    """A paired test's result in the verdict's words: a non-significant pair is "the same" only when the
+    equivalence test says so; otherwise it is inconclusive."""
+    margin = f"±{test.get('margin', 0):g}"
+    if test.get("significant"):
+        return f"significant (within {margin})" if test.get("equivalent") else "significant"
+    return f"equivalent within {margin}" if test.get("equivalent") else "no significant difference; inconclusive"
+
+
+STATUS_WORDS = {"equivalent": "equivalent within the margin", "worse": "significantly worse",
+                "inconclusive": "inconclusive"}
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("tunewise.report", "templates"), undefined=StrictUndefined,
                       autoescape=lambda name: bool(name) and name.endswith(".html.j2"), trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=num, signed=signed, usd=usd, ms=ms, count=count, pvalue=pvalue)
+    env.filters.update(num=num, signed=signed, usd=usd, ms=ms, count=count, pvalue=pvalue, outcome=outcome)
     return env
 
 
@@ -59,7 +72,9 @@ def _context(results: Mapping[str, Any]) -> dict[str, Any]:
     metric = results["primary_metric"]
     ranked = sorted(results["arms"], key=lambda a: -results["arms"][a]["metrics"][metric]["value"])
     return {"r": results, "ranked": ranked, "columns": metric_columns(results), "metric": metric, "rule": RULE,
-            "recommended": results["verdict"]["recommended"]}
+            "recommended": results["verdict"]["recommended"], "status_words": STATUS_WORDS,
+            "comparisons": results["verdict"].get("comparisons") or [],
+            "confidence": results["verdict"].get("confidence")}
 
 
 def render_html(results: Mapping[str, Any]) -> str:

@@ -185,24 +185,53 @@ def _apply_finetune_arm(served: ServedModel, arm: dict[str, Any], folder: Path) 
 # ---------------------------------------------------------------- run folders
 
 
-def _winner(run_dir: Path, servable: list[str]) -> str:
-    path = run_dir / "metrics.json"
+def _read_metrics(run_dir: Path, servable: list[str]) -> dict[str, Any]:
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ServeSetupError(f"{run_dir} has no readable metrics.json to pick the winning arm from. Fix: name the "
-                              f"arm with --arm (servable: {', '.join(servable) or 'none'}).") from None
+        raise ServeSetupError(f"{run_dir} has no readable metrics.json to pick the recommended arm from. Fix: name "
+                              f"the arm with --arm (servable: {', '.join(servable) or 'none'}).") from None
+
+
+def _best_by_metric(run_dir: Path, metrics: dict[str, Any], servable: list[str]) -> str:
     metric = metrics.get("primary_metric") or "accuracy"
     ranked = sorted(((arm_metrics.get(metric), name) for name, arm_metrics in metrics.get("arms", {}).items()
                      if name in servable and isinstance(arm_metrics.get(metric), (int, float))), reverse=True)
     if not ranked:
-        raise ServeSetupError(f"{path}: no servable arm has a {metric!r} figure. Fix: name the arm with --arm "
-                              f"(servable: {', '.join(servable) or 'none'}).")
+        raise ServeSetupError(f"{run_dir / 'metrics.json'}: no servable arm has a {metric!r} figure. Fix: name the "
+                              f"arm with --arm (servable: {', '.join(servable) or 'none'}).")
     return ranked[0][1]
 
 
-def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedModel]:
-    """The named arms of a run (default: its best servable arm by the run's primary metric).
+def _recommended(run_dir: Path, candidates: list[str], not_served: Callable[[str], str],
+                 log: Callable[[str], None]) -> str:
+    """The arm the verdict recommends (metrics.json `recommended`, written with results.json's verdict): the
+    served arm is the one the evidence chose, which may be cheaper or untrained rather than the best metric.
+
+    When it cannot be served, the log says why (the arm's own `not_served`) and the best servable arm by the
+    primary metric is served instead; a run without a recommendation (no arm qualified, or an older run)
+    falls back the same way and says so. `candidates` includes arms whose saved settings cannot be read, so
+    a broken recommended arm is refused later rather than silently replaced.
+    """
+    metrics = _read_metrics(run_dir, candidates)
+    recommended = metrics.get("recommended")
+    if recommended in candidates:
+        return recommended
+    fallback = _best_by_metric(run_dir, metrics, candidates)
+    metric = metrics.get("primary_metric") or "accuracy"
+    if recommended is None:
+        log(f"{run_dir / 'metrics.json'} names no recommended arm (the verdict recommended none, or the run "
+            f"predates it); serving {fallback!r}, the best servable arm by {metric}")
+    else:
+        log(f"the verdict recommends {recommended!r}, which cannot be served ({not_served(recommended)}); serving "
+            f"{fallback!r}, the best servable arm by {metric}, instead")
+    return fallback
+
+
+def run_models(loader: Loader, run_dir: Path, arms: list[str],
+               log: Callable[[str], None] = lambda message: None) -> list[ServedModel]:
+    """The named arms of a run (default: the arm its verdict recommends, or, when that one cannot be served,
+    the best servable arm by the run's primary metric, with the reason logged).
 
     Only what serving needs is read back from the manifest's config (the task, the split seed, the chosen
     arms' settings), each validated on its own: an arm this server does not serve cannot block the others.
@@ -228,17 +257,17 @@ def run_models(loader: Loader, run_dir: Path, arms: list[str]) -> list[ServedMod
     servable = [name for name, arm in settings.items() if registry.servable(arm)
                 and (not registry.trains(arm) or name in exported)]
     servable += [name for name in exported if name not in servable]
-    chosen = arms or [_winner(run.path, servable + list(unreadable))]  # an unreadable best arm is refused below,
-    # not silently replaced by the runner-up
+    def why(name: str) -> str:
+        if name in unreadable:
+            return unreadable[name]
+        if name not in settings:
+            return "no such arm"
+        return registry.not_served(settings[name])
+
+    # an unreadable recommended arm is refused below, not silently replaced by another
+    chosen = arms or [_recommended(run.path, servable + list(unreadable), why, log)]
     unknown = [name for name in chosen if name not in servable]
     if unknown:
-        def why(name: str) -> str:
-            if name in unreadable:
-                return unreadable[name]
-            if name not in settings:
-                return "no such arm"
-            return registry.not_served(settings[name])
-
         raise ServeSetupError(f"cannot serve {', '.join(f'{n!r} ({why(n)})' for n in unknown)} from {run_dir}. "
                               f"Fix: pick one of {', '.join(servable) or '(none)'}.")
     try:
@@ -380,12 +409,14 @@ def _classical(folder: Path, name: str) -> ServedModel:
 
 
 def build_models(loader: Loader, *, run: Path | None = None, arms: list[str] | None = None,
-                 model: str | None = None, adapters: Path | None = None) -> list[ServedModel]:
-    """What `tunewise serve` serves: a run's arms, or a model and/or a root of adapters."""
+                 model: str | None = None, adapters: Path | None = None,
+                 log: Callable[[str], None] = lambda message: None) -> list[ServedModel]:
+    """What `tunewise serve` serves: a run's arms, or a model and/or a root of adapters; `log` hears why a
+    run's recommended arm was replaced."""
     if run is not None:
         if model is not None or adapters is not None:
             raise ServeSetupError("serve either a run (RUN [--arm NAME]) or --model/--adapters, not both")
-        return run_models(loader, run, arms or [])
+        return run_models(loader, run, arms or [], log)
     if arms:
         raise ServeSetupError("--arm names an arm of a run; pass the run folder too")
     if model is None and adapters is None:

@@ -159,7 +159,7 @@ def run_server(config: Any, *, run: Any = None, arms: list[str] | None = None, m
     from tunewise.serve.state import build_state
 
     models = build_models(Loader(config.precision, config.threads), run=run, arms=arms, model=model,
-                          adapters=adapters)
+                          adapters=adapters, log=log)
     state = build_state(models, config)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
