@@ -30,6 +30,8 @@ def test_balanced_labels_get_the_floor_but_no_warning(tmp_path: Path) -> None:
     assert floor["metrics"]["accuracy"]["low"] < floor["metrics"]["accuracy"]["value"] < floor["metrics"]["accuracy"]["high"]
     assert floor["not_clearly_better"] == []
     assert "Majority-class baseline (always “sports”" in render_html(results)
+    # how much training data each arm used: zero-shot none, few-shot its k exemplars (of 11), classical its record
+    assert [results["arms"][n]["train_examples"] for n in ("zs", "few", "clf")] == [0, 4, None]
 
 
 def test_imbalanced_labels_warn_that_accuracy_is_weak(tmp_path: Path) -> None:

@@ -23,6 +23,10 @@ class FewShotArm(LocalArmConfig):
 Config = FewShotArm
 
 
+def train_examples(arm: FewShotArm, available: int) -> int:
+    return min(arm.k, available)  # the same k exemplars in every prompt
+
+
 def run(arm: FewShotArm, ctx: ArmContext) -> list[Prediction]:
     from tunewise.arms.exemplars import ExemplarPool
     from tunewise.arms.prompted import local_backend, run_prompted

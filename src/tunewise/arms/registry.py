@@ -85,6 +85,13 @@ def cost_per_1k(arm: ArmConfig, predictions: Sequence[Prediction], cost: CostCon
     return getattr(module_of(arm), "cost_per_1k", local_cost_per_1k)(arm, predictions, cost, known)
 
 
+def train_examples(arm: ArmConfig, available: int) -> int | None:
+    """Training examples an arm that records no training used (exemplars, an index), out of `available`;
+    None when it does not say. Arms that train record their own count in training/<arm>.json."""
+    hook = getattr(module_of(arm), "train_examples", None)
+    return hook(arm, available) if hook is not None else None
+
+
 def check(arm: ArmConfig, experiment: Any) -> None:
     hook = getattr(module_of(arm), "check", None)
     if hook is not None:

@@ -42,6 +42,10 @@ class RemoteArm(ArmConfig):
 Config = RemoteArm
 
 
+def train_examples(arm: RemoteArm, available: int) -> int:
+    return min(arm.k, available) if arm.mode == "few_shot" else 0
+
+
 def cost_per_1k(arm: RemoteArm, predictions: Sequence[Prediction], cost: CostConfig,
                 known: Mapping[str, float | None]) -> float | None:
     return priced_cost_per_1k(arm.model, predictions, cost)

@@ -30,6 +30,10 @@ class RetrievalArm(LocalArmConfig):
 Config = RetrievalArm
 
 
+def train_examples(arm: RetrievalArm, available: int) -> int:
+    return available  # every training example is in the index; k of them reach each prompt
+
+
 def arm_index(arm: RetrievalArm, texts: list[str]) -> Any:
     """The arm's search index over `texts`: MiniLM embeddings (cached on disk) or BM25. Serving builds the
     same one, so a served request sees the exemplars evaluation would have chosen."""

@@ -20,6 +20,10 @@ class ZeroShotArm(LocalArmConfig):
 Config = ZeroShotArm
 
 
+def train_examples(arm: ZeroShotArm, available: int) -> int:
+    return 0
+
+
 def run(arm: ZeroShotArm, ctx: ArmContext) -> list[Prediction]:
     from tunewise.arms.prompted import local_backend, run_prompted
 

@@ -85,6 +85,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
     volume = cost_cfg.requests_per_day * cost_cfg.horizon_days
     hourly = resolve_hourly(cost_cfg)
     robustness = _read_json(run_dir / "robustness.json", notes) or {}
+    train_labels = _train_labels(run_dir)
     for name in finished:
         predictions, arm = aligned[name], arms_cfg[name]
         cis = intervals(fams[name], weights, 1 - alpha)
@@ -103,6 +104,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
                      "amortised_per_1k_usd": costs.amortised_per_1k(cost_known[name], training_usd, volume)},
             "training": training, "robustness": robustness.get(name),
             "needs_training": registry.trains(arm) or training is not None,
+            "train_examples": (training or {}).get("train_examples", registry.train_examples(arm, len(train_labels))),
         }
     pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task),
                         ev.margin).to_dict() for a, b in combinations(finished, 2)]
@@ -113,7 +115,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         roi = {name: costs.roi(_roi_view(arms[name], metric), base, cost_cfg.requests_per_day)
                for name in finished if name != baseline}
     verdict = _verdict(experiment, arms, failures, pairwise, fams, weights)
-    baseline_floor = _majority_floor(run_dir, task, examples, weights, 1 - alpha, metric, arms, notes)
+    baseline_floor = _majority_floor(train_labels, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
         "labels": list(task.labels) if task.labels else None,
@@ -134,13 +136,13 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
     }
 
 
-def _majority_floor(run_dir: Path, task: Task, examples: Sequence[Example], weights: Any, confidence: float,
+def _majority_floor(train_labels: list[str], task: Task, examples: Sequence[Example], weights: Any, confidence: float,
                     metric: str, arms: Mapping[str, Any], notes: list[str]) -> dict[str, Any] | None:
     """The always-the-most-common-label baseline (classification only); its imbalance warning joins the notes."""
     if not task.labels:
         return None
     lows = {name: arm["metrics"][metric]["low"] for name, arm in arms.items()}
-    floor = majority_baseline(_train_labels(run_dir), [e.label for e in examples], task.labels, weights, confidence,
+    floor = majority_baseline(train_labels, [e.label for e in examples], task.labels, weights, confidence,
                               metric, lows)
     if floor and floor["warning"]:
         notes.append(floor["warning"])
@@ -148,7 +150,8 @@ def _majority_floor(run_dir: Path, task: Task, examples: Sequence[Example], weig
 
 
 def _train_labels(run_dir: Path) -> list[str]:
-    """The frozen training split's labels (the baseline's answer is its most common one); [] when absent."""
+    """The frozen training split's labels (the baseline's answer is its most common one; their count is what
+    exemplar arms drew from); [] when absent."""
     path = run_dir / "splits" / "train.jsonl"
     if not path.is_file():
         return []
