@@ -158,8 +158,30 @@ def test_damaged_cache_file_is_recomputed(fake, model_dir, tmp_path) -> None:
 
 def test_progress_reports_each_chunk(fake, model_dir) -> None:
     seen: list[tuple[int, int]] = []
-    EmbeddingIndex.build(CORPUS * 3, model_dir, None, batch_size=1, progress=lambda d, t: seen.append((d, t)))
+    texts = [f"{text} {n}" for n in range(3) for text in CORPUS]  # 18 distinct texts
+    EmbeddingIndex.build(texts, model_dir, None, batch_size=1, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(8, 18), (16, 18), (18, 18)]
+
+
+def test_each_distinct_text_is_embedded_once_longest_first(fake, model_dir) -> None:
+    texts = ["a cat", "a much longer sentence about dogs", "a cat", "mid length text", "a cat"]
+    index = EmbeddingIndex.build(texts, model_dir, None, batch_size=2)
+    assert fake.calls == [["a much longer sentence about dogs", "mid length text", "a cat"]]
+    np.testing.assert_array_equal(index.vectors[0], index.vectors[2])
+    np.testing.assert_allclose(index.vectors[1], fake.encode([texts[1]], 1, False, True, False)[0], atol=1e-6)
+    assert index.search(["a cat"], k=3) == [[0, 2, 4]]
+
+
+def test_blocked_ranking_equals_ranking_all_queries_at_once(fake, model_dir, monkeypatch) -> None:
+    import tunewise.models.index as index_module
+
+    corpus = [f"word{i % 7} word{i % 5} thing{i % 3}" for i in range(40)]
+    queries = [f"word{i % 4} thing{i % 2}" for i in range(9)]
+    index = EmbeddingIndex.build(corpus, model_dir, None)
+    whole = index.search(queries, k=5, exclude=[{i} for i in range(9)])
+    monkeypatch.setattr(index_module, "QUERY_BLOCK", 2)
+    assert index.search(queries, k=5, exclude=[{i} for i in range(9)]) == whole
+    assert whole == _rank(index.embed(queries) @ index.vectors.T, 5, [{i} for i in range(9)])
 
 
 def test_duplicate_texts_tie_break_by_index(fake, model_dir) -> None:
