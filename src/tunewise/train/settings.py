@@ -28,6 +28,10 @@ class SFTSettings(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with a linearly rising rate.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (global L2 norm).")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="Recompute activations in the backward pass: about a third more compute for far less "
+                            "memory. auto: on only when the estimated activation memory exceeds half the memory "
+                            "available (train/memory.py); the choice and why are in the training record.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")

@@ -81,6 +81,8 @@ class SFTInfo:
     processes: int = 1
     tokenize_seconds: float = 0.0
     tokenized_from_cache: bool = False
+    gradient_checkpointing: bool = False
+    checkpointing_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -294,7 +296,7 @@ def _problems(train: Sequence[Example], val: Sequence[Example]) -> list[str]:
 
 
 def _arguments(settings: SFTSettings, root: Path, precision: Precision, device: torch.device, *, evaluate: bool,
-               steps_per_epoch: int) -> Any:
+               steps_per_epoch: int, recompute: bool = False) -> Any:
     """SFT's TrainingArguments: evaluate and save every epoch (or every `checkpoint_every_steps`), log about
     ten times an epoch, keep the lowest validation loss."""
     every = settings.checkpoint_every_steps
@@ -323,6 +325,9 @@ def _arguments(settings: SFTSettings, root: Path, precision: Precision, device: 
         remove_unused_columns=False,  # our collator builds the tensors from TokenizedExample
         report_to=list(settings.report_to) or "none",
         ddp_find_unused_parameters=False,
+        # non-reentrant checkpointing needs no input gradients, so it works on a frozen base under LoRA too
+        activation_checkpointing=recompute,
+        activation_checkpointing_kwargs={"use_reentrant": False} if recompute else None,
     )
 
 
@@ -373,7 +378,10 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
     batches = LengthGroupedBatches([len(i) for i in train_items], settings.batch_size, seed=settings.seed,
                                    processes=processes)
     steps_per_epoch = math.ceil(len(batches) / processes / settings.gradient_accumulation)
-    args = _arguments(settings, root, precision, device, evaluate=evaluate, steps_per_epoch=steps_per_epoch)
+    recompute, recompute_reason = _checkpointing(net, settings, precision, device)
+    log(f"gradient checkpointing {'on' if recompute else 'off'} ({recompute_reason})")
+    args = _arguments(settings, root, precision, device, evaluate=evaluate, steps_per_epoch=steps_per_epoch,
+                      recompute=recompute)
     early_stopping = ([EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience)]
                       if evaluate else [])
     fitted = fit(_trainer_class(), start=start, progress=progress, callbacks=[*callbacks, *early_stopping], log=log,
@@ -398,8 +406,17 @@ def train_sft(train: Sequence[Example], val: Sequence[Example], settings: SFTSet
         stopped_early=not interrupted and state.global_step < planned, interrupted=interrupted,
         resumed_from=checkpoints.step_of(start) if start is not None else None, history=history,
         gap_warning=gap_warning(history), processes=args.world_size, tokenize_seconds=round(tokenize_seconds, 3),
-        tokenized_from_cache=cache.hits > 0 and cache.misses == 0)
+        tokenized_from_cache=cache.hits > 0 and cache.misses == 0, gradient_checkpointing=recompute,
+        checkpointing_reason=recompute_reason)
     return SFTModel(trainer.model, tokenizer, settings, str(model), precision, info)
+
+
+def _checkpointing(net: Any, settings: SFTSettings, precision: Precision, device: torch.device) -> tuple[bool, str]:
+    from tunewise.train.memory import activation_bytes, available_bytes, decide_checkpointing
+
+    width = 4 if precision.dtype == torch.float32 else 2
+    estimate = activation_bytes(net.config, settings.batch_size, settings.max_length, width)
+    return decide_checkpointing(settings.gradient_checkpointing, estimate, available_bytes(device))
 
 
 def write_info(info: SFTInfo, path: Path) -> None:
