@@ -56,6 +56,9 @@ class ArmContext:
     ranks: Ranks = Ranks(0, 1)
     # evaluation.latency_probe: single requests timed per arm (0: none; contexts built outside a run probe nothing)
     latency_probe: int = 0
+    # every arm's configuration by name, for arms that run another (a distilled student runs its teacher)
+    configs: dict[str, Any] = field(default_factory=dict)
+    run_arm: Callable[[Any, ArmContext], list[Prediction]] | None = None  # the registry's run, set by the pipeline
     # evaluation.primary_metric, for arms that choose between options themselves (the prompt search)
     primary_metric: str | None = None
     latency_probe_seconds: float | None = None

@@ -150,6 +150,13 @@ class FinetuneArm(ArmConfig):
     tasks: list[ExtraTask] | None = Field(None, description="lora/full: multi-task: more datasets and tasks the same "
                                                             "model learns, each told apart by its prefix and scored "
                                                             "on its own test split.")
+    teacher: str | None = Field(None, description="Distillation: another arm (listed before this one; zero_shot, "
+                                                  "few_shot, retrieval, prompt_search or remote) labels half of the "
+                                                  "training split with its labels withheld, and this arm trains on "
+                                                  "the teacher's labels (see arms/distill.py).")
+    teacher_min_confidence: float | None = Field(None, gt=0, lt=1, description="Distillation: leave out pool "
+                                                                              "examples whose teacher label has a "
+                                                                              "lower probability (label scores).")
     prefix: str | None = Field(None, description="With `tasks`: text put before the input of the experiment's own "
                                                  "task, e.g. '[topic] ' (default: none; its system prompt tells it "
                                                  "apart).")
@@ -263,6 +270,15 @@ def cost_per_1k(arm: FinetuneArm, predictions: Sequence[Prediction], cost: CostC
 
 
 def check(arm: FinetuneArm, experiment: Any) -> None:
+    if arm.teacher is not None:
+        from tunewise.arms.distill import check_teacher
+
+        if arm.provider != "local" or arm.stages or arm.tasks:
+            raise ValueError(f"arm {arm.name!r}: a teacher works with a local lora, full or classifier arm "
+                             "without stages or tasks")
+        check_teacher(arm, experiment)
+    elif arm.teacher_min_confidence is not None:
+        raise ValueError(f"arm {arm.name!r}: teacher_min_confidence needs a teacher; set teacher or remove it")
     for extra in arm.tasks or []:
         if extra.split is None:  # spelled out, so the saved manifest says how the task was split
             extra.split = experiment.split.model_copy()

@@ -94,7 +94,7 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
              "labels": list(ctx.task.labels) if ctx.task.labels else None, "prompt_variant": arm.prompt,
              "prefix": arm.prefix,
              "tasks": [t.config.model_dump(mode="json") | {"labels": t.task.labels} for t in tasks] or None}
-    originals = _subset(ctx.train, arm.max_train_examples, ctx)
+    originals, distilled = _students_examples(arm, ctx)
     train = training_examples(originals, ctx, arm.prompt, prefix=arm.prefix)
     val = training_examples(_subset(ctx.val, arm.max_val_examples, ctx), ctx, arm.prompt, prefix=arm.prefix)
     # reuse an identical training from an earlier run (not for staged, multi-task or launched training)
@@ -105,7 +105,7 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
             key = None
     # one decision for every process: under torchrun they must all train, or none
     if not decided_by_main(ctx.ranks, (folder / ARM_MARKER).is_file):
-        record: dict[str, Any] = {}
+        record: dict[str, Any] = {"distillation": distilled} if distilled else {}
         extra_rows, record["data"] = _extra_training(arm, ctx, originals)
         task_train, task_val = multitask.training_mix(tasks, ctx.seed, arm.prompt)
         if tasks:
@@ -161,6 +161,16 @@ def _run_sft(arm: FinetuneArm, ctx: ArmContext, max_new_tokens: int, task_config
             record["learning_curve"] = _learning_curve(arm, ctx, train, val, predictions, max_new_tokens, extra)
             _write_training(ctx, arm, record)
     return predictions
+
+
+def _students_examples(arm: FinetuneArm, ctx: ArmContext) -> tuple[list[Example], dict[str, Any] | None]:
+    """The training examples: the stratified subset of the training split, or, with a teacher, the pool of
+    training inputs labelled by the teacher (arms/distill.py) and what the labelling did."""
+    if arm.teacher is None:
+        return _subset(ctx.train, arm.max_train_examples, ctx), None
+    from tunewise.arms.distill import teacher_labelled
+
+    return teacher_labelled(arm, ctx, arm.max_train_examples)
 
 
 def _extra_training(arm: FinetuneArm, ctx: ArmContext, originals: list[Example]) -> tuple[list[Example], dict]:
@@ -344,7 +354,7 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
 
     folder = ctx.run_dir / "adapters" / arm.name
     record_path = ctx.run_dir / "training" / f"{arm.name}.json"
-    train = _subset(ctx.train, arm.max_train_examples, ctx)
+    train, distilled = _students_examples(arm, ctx) if not (folder / MARKER).is_file() else ([], None)
     val = _subset(ctx.val, arm.max_val_examples, ctx)
     key = None if (folder / MARKER).is_file() or ctx.store_suffix else \
         trained_cache.training_key("classifier", arm, train, val, ctx.model_id(arm.head.model), ctx.seed)
@@ -369,7 +379,7 @@ def _run_classifier(arm: FinetuneArm, ctx: ArmContext) -> list[Prediction]:
             "stopped_early": info.stopped_early,
             "history": [{"epoch": p.epoch, "step": None, "train_loss": p.train_loss, "val_loss": p.val_loss}
                         for p in history],
-            "gap_warning": gap_warning(history)})
+            "gap_warning": gap_warning(history), **({"distillation": distilled} if distilled else {})})
         if key is not None:
             trained_cache.save(key, folder, record_path)
         ctx.log(f"{arm.name}: classifier head on {arm.model} trained {info.epochs_run} epoch(s) in "

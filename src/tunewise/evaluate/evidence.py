@@ -23,6 +23,7 @@ from tunewise.config import Experiment
 from tunewise.evaluate import cost as costs
 from tunewise.evaluate.baseline import majority_baseline
 from tunewise.evaluate.confidence import verdict_confidence
+from tunewise.evaluate.distillation import distillation_summary
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
@@ -106,6 +107,12 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
             "needs_training": registry.trains(arm) or training is not None,
             "train_examples": (training or {}).get("train_examples", registry.train_examples(arm, len(train_labels))),
         }
+    for name in finished:
+        record = (arms[name]["training"] or {}).get("distillation")
+        if record:
+            arms[name]["distillation"] = distillation_summary(
+                name, record, arms, aligned, run_dir,
+                lambda arm, preds: _arm_cost(arms_cfg[arm], preds, experiment, cost_known), cost_cfg.requests_per_day)
     pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task),
                         ev.margin).to_dict() for a, b in combinations(finished, 2)]
     baseline = default_baseline(experiment, finished)

@@ -129,6 +129,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                          alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage,
                          latency_probe=experiment.evaluation.latency_probe,
                          primary_metric=experiment.evaluation.primary_metric,
+                         configs={arm.name: arm for arm in experiment.arms}, run_arm=registry.run,
                          latency_probe_seconds=experiment.evaluation.latency_probe_seconds)
         for arm in _order(experiment.arms):
             try:
