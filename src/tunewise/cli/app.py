@@ -87,6 +87,8 @@ def check(
         out.print(f"[bold]fixed:[/] kept {result.kept:,}, dropped {result.dropped:,}, repaired {result.repaired:,}, "
                   f"redacted {result.redacted:,} span(s) -> {escape(str(result.output))} "
                   f"(report: {escape(str(result.report_path))})")
+        if result.merged:
+            out.print(f"[yellow]warning:[/] {escape(result.merged_summary())}", soft_wrap=True)
         if result.dropped_labels:
             out.print(f"dropped by label: {escape(result.label_summary())}", soft_wrap=True)
         if result.warning:

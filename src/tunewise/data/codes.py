@@ -27,6 +27,7 @@ CODES: dict[str, Code] = {
     "unreadable_file": Code(E, "file cannot be read", "Check the path and permissions."),
     "invalid_parquet": Code(E, "not a readable Parquet file", "Re-export the file with pandas/pyarrow `to_parquet`."),
     "invalid_csv": Code(E, "CSV row cannot be parsed", "Quote fields containing commas, quotes or newlines; keep one value per column."),
+    "unbalanced_quote": Code(E, "a quote that is never closed merged many rows into one field", "Close the quote, or write a quote inside a field as two (\"\"); `--fix` drops the merged lines and says how many."),
     "invalid_utf8": Code(E, "bytes are not valid UTF-8", "Re-save the file as UTF-8, or pass --encoding with the file's encoding (for JSONL, `--fix` re-decodes such lines as Windows-1252)."),
     "invalid_xlsx": Code(E, "not a readable Excel workbook", "Re-save the workbook as .xlsx from Excel or LibreOffice, or export the sheet as CSV."),
     "columns_not_inferred": Code(E, "cannot tell which columns are the input and the answer", "Name them: --map input=COLUMN --map output=COLUMN (in the experiment YAML: data: {mapping: {input: COLUMN, output: COLUMN}})."),

@@ -47,6 +47,13 @@ class FixResult:
     warning: str | None = None
     # label -> (dropped, of how many in the file): dropping rows can skew the label balance without a word.
     dropped_labels: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # CSV lines an unbalanced quote had merged into one field, all dropped: (first, last) per merge.
+    merged: tuple[tuple[int, int], ...] = ()
+
+    def merged_summary(self) -> str:
+        lost = sum(last - first + 1 for first, last in self.merged)
+        spans = ", ".join(f"{first}-{last}" for first, last in self.merged)
+        return f"lost {lost:,} line(s) that an unbalanced quote merged into one field (lines {spans})"
 
     def label_summary(self) -> str:
         parts = [f"{dropped / total:.0%} of {label!r} ({dropped:,} of {total:,})"
@@ -91,6 +98,8 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
         "dropped_labels": {label: {"dropped": d, "of": n} for label, (d, n) in labels.items()},
         "repaired": [{"line": line, "what": "decoded as Windows-1252"} for line in sorted(repaired)] + recoded,
         "redacted": [{"line": line, "spans": n} for line, n in sorted(redacted.items())],
+        "merged_by_unbalanced_quote": [{"lines": [a, b], "count": b - a + 1}
+                                       for a, b in sorted(report.dataset.merged.items())],
     }
     report_path = out.with_name(out.name + ".fix-report.json")
     with atomic_open(report_path, "w") as handle:
@@ -99,7 +108,7 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     warning = (f"only {len(rows)} example(s) remain; at least {minimum} are needed to train or evaluate"
                if len(rows) < minimum else None)
     return FixResult(out, report_path, len(rows), len(dropped), len(repaired) + len(recoded),
-                     sum(redacted.values()), warning, labels)
+                     sum(redacted.values()), warning, labels, tuple(sorted(report.dataset.merged.items())))
 
 
 def _refuse(report: CheckReport, out: Path) -> None:

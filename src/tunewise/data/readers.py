@@ -180,7 +180,8 @@ def _report_crlf(crlf_lines: list[int], out: ReadOutcome) -> None:
 
 
 def read_json(path: Path, encoding: str | None = None) -> ReadOutcome:
-    """A JSON array of records, or an object with one list of records (e.g. {"data": [...]}).
+    """A JSON array of records, an object with one list of records (e.g. {"data": [...]}), or an object of
+    equal-length columns ({"review": [...], "sentiment": [...]}).
 
     Elements are decoded one at a time so each record keeps the line it starts on. A JSONL file saved
     as .json is recognised and read as JSONL, with a warning.
@@ -286,10 +287,39 @@ def _records_key(document: dict[str, Any]) -> str | None:
     return (named or lists or [None])[0]
 
 
+def _is_columns(document: dict[str, Any]) -> bool:
+    """{"review": [...], "sentiment": [...]}: a table stored by column (pandas `to_json(orient="list")`)."""
+    columns = list(document.values())
+    return bool(columns) and all(isinstance(c, list) and c and len(c) == len(columns[0]) and
+                                 not any(isinstance(x, (dict, list)) for x in c) for c in columns)
+
+
+def _scan_columns(scan: _Scanner, document: dict[str, Any], out: ReadOutcome) -> None:
+    """One record per position; its line is where the first column's value for it stands in the file."""
+    lines: list[int] = []
+    scan.expect("{")
+    scan.skip_ws()
+    scan.value()
+    scan.expect(":")
+    scan.expect("[")
+    while True:
+        scan.skip_ws()
+        lines.append(scan.line())
+        scan.value()
+        if scan.expect(",]") == "]":
+            break
+    scan.pos = len(scan.text)
+    names = list(document)
+    out.records.extend(RawRecord(line, {name: document[name][i] for name in names}) for i, line in enumerate(lines))
+
+
 def _scan_wrapper_object(scan: _Scanner, out: ReadOutcome) -> None:
     """{"data": [...], ...}: the whole object is parsed once to choose the list, then scanned for lines."""
     document = scan.decoder.decode(scan.text)
     key = _records_key(document)
+    if key is None and _is_columns(document):
+        _scan_columns(scan, document, out)
+        return
     if key is None:
         out.issues.append(issue("data_type", "top-level object holds no list of records", line=1,
                                 hint="Use a JSON array of objects, JSONL, or an object like {\"data\": [...]}."))

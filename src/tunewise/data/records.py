@@ -12,7 +12,8 @@ from tunewise.schema import Issue
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
-TABULAR = ("csv", "parquet", "xlsx", "json")
+# Formats whose records may be rows of a table; JSON and JSONL only when their records are flat (formats._flat).
+TABULAR = ("csv", "parquet", "xlsx", "json", "jsonl")
 
 
 @dataclass(slots=True)
@@ -34,3 +35,5 @@ class ReadOutcome:
     truncated_at: int | None = None
     # The text encoding the file was read with, when it was not plain UTF-8 (a legacy code page, UTF-16...).
     encoding: str | None = None
+    # CSV: rows an unbalanced quote merged into one field, first line -> last line (`--fix` says what it lost).
+    merged: dict[int, int] = field(default_factory=dict)

@@ -40,9 +40,7 @@ def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encodi
             out.issues.append(issue("empty_file", f"{path.name} is empty: no header row and no rows",
                                     hint=_EMPTY_CSV_HINT))
         return out
-    first = text.split("\n", 1)[0]
-    tabs = path.suffix.lower() == ".tsv" or ("\t" in first and "," not in first)
-    dialect: type[csv.Dialect] = csv.excel_tab if tabs else csv.excel
+    dialect = _dialect(text, "\t" if path.suffix.lower() == ".tsv" else None)
     # Lines end at \n only, so a stray \r inside a quoted field stays text and line numbers match the file;
     # a file whose only line ends are \r (old Mac) is split on them instead.
     newline = "" if "\n" not in text else "\n"
@@ -56,6 +54,30 @@ def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encodi
         out.issues.append(issue("empty_file", f"{path.name} is empty: it has a header but no rows",
                                 hint=_EMPTY_CSV_HINT))
     return out
+
+
+DELIMITERS = (",", "\t", ";", "|")
+SNIFF_LINES = 50
+
+
+class _Dialect(csv.excel):
+    """Excel's CSV rules with the file's own delimiter (Excel in French or German locales writes `;`)."""
+
+
+def _dialect(text: str, delimiter: str | None) -> type[csv.Dialect]:
+    """The delimiter that splits the header into several columns and the first rows into as many; ties go to the
+    comma (then tab, semicolon, pipe). `csv.Sniffer` guesses from character frequencies and is thrown by commas
+    in French text, so each candidate is tried as a parser instead."""
+    if delimiter is None:
+        sample = "\n".join(text.split("\n", SNIFF_LINES + 1)[:SNIFF_LINES])
+        scores = []
+        for index, candidate in enumerate(DELIMITERS):
+            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=candidate) if r]
+            width = len(rows[0]) if rows else 0
+            agree = sum(len(r) == width for r in rows[1:-1] or rows) / max(1, len(rows[1:-1] or rows))
+            scores.append((width > 1, agree, -index, candidate))
+        delimiter = max(scores)[3] if max(scores)[0] else ","
+    return type("_Dialect", (_Dialect,), {"delimiter": delimiter})
 
 
 def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines: set[int]) -> None:
@@ -74,6 +96,7 @@ def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines
                                 line=1, hint="Give every column a distinct name."))
         return
     start = reader.line_num + 1
+    long_rows: list[tuple[int, int, list[str]]] = []
     while True:
         before = reader.line_num
         try:
@@ -92,6 +115,35 @@ def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines
         out.lines_seen = reader.line_num
         reported = any(n in bad_lines for n in range(line, start))
         _read_csv_row(row, header, line, out, reported)
+        if start - line >= MERGED_MIN_LINES:
+            long_rows.append((line, start - 1, row))
+    for first, last, row in long_rows:
+        _report_merged(first, last, row, header, reader.dialect, out)
+
+
+MERGED_MIN_LINES = 3
+
+
+def _report_merged(first: int, last: int, row: list[str], header: list[str], dialect: Any, out: ReadOutcome) -> None:
+    """A quote opened and never closed (or closed rows later) makes the reader take the following rows as text of
+    one field: the file then reads without an error, rows short. Told apart from a long multi-line text by its
+    lines: most parse as whole rows of the table, and some hold a value another row has in the same column."""
+    cell = max(range(len(row)), key=lambda i: row[i].count("\n"))
+    inner = [next(csv.reader([text], dialect), []) for text in row[cell].split("\n") if text.strip()]
+    shaped = [r for r in inner if len(r) == len(header)]
+    seen = [{r.value.get(name) for r in out.records} for name in header]
+    known = [r for r in shaped if any(v.strip() and v in seen[i] for i, v in enumerate(r) if i != cell)]
+    if len(header) < 2 or len(shaped) < 2 or 2 * len(shaped) < len(inner) or not known:
+        return
+    out.records[:] = [r for r in out.records if r.line != first]
+    out.issues[:] = [i for i in out.issues if not (i.line == first and i.code == "invalid_csv")]
+    out.merged[first] = last
+    name = header[cell] if cell < len(header) else f"field {cell + 1}"
+    out.issues.append(issue(
+        "unbalanced_quote", f"the quote opening field {name!r} on line {first} is not closed until line {last}, so "
+        f"lines {first}-{last} ({last - first + 1} lines, about {len(shaped)} rows) were read as one field",
+        line=first, field=name, hint=f"Close the quote on line {first}, or write a quote inside a field as two "
+        f"(\"\"); `--fix` drops lines {first}-{last} and says so."))
 
 
 def _read_csv_row(row: list[str], header: list[str], line: int, out: ReadOutcome, reported: bool) -> None:
