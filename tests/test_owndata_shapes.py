@@ -148,3 +148,22 @@ def test_the_western_reading_is_refused_for_slavic_text():
     assert not _reads_western("Dzień dobry, łódź żółta".encode("cp1250").decode("cp1252"))
     assert not _reads_western("Привет мир, хороший отзыв".encode("cp1251").decode("cp1252"))
     assert decode_bytes(("text,label\n" + "Привет мир, хороший отзыв,a\n" * 20).encode("cp1251")).encoding == "cp1251"
+
+
+def test_a_repeated_header_in_a_workbook_is_refused_like_in_a_csv(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append([None])  # a blank first row: the header is the sheet's row 2
+    book.active.append(["comment", "label", "comment"])
+    for i in range(20):
+        book.active.append([f"ticket {i} text", "ab"[i % 2], f"agent note {i}"])
+    path = tmp_path / "dup.xlsx"
+    book.save(path)
+    data = read_examples(path)
+    assert [(i.code, i.line) for i in data.issues] == [("invalid_xlsx", 2)]
+    assert "'comment' appear more than once" in data.issues[0].message and not data.examples
+    code, out, _ = invoke("check", path, "--no-pii")
+    assert code == 2 and "invalid_xlsx" in out
+    csv_path = files.write_csv(tmp_path / "dup.csv", ["comment", "label", "comment"], [("a", "b", "c")] * 20)
+    assert [i.code for i in read_examples(csv_path).issues] == ["invalid_csv"]

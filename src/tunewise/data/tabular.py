@@ -19,12 +19,23 @@ from typing import Any
 from tunewise.data.codes import issue
 from tunewise.data.encoding import decode_bytes
 from tunewise.data.records import DEFAULT_MAX_LINE_BYTES, RawRecord, ReadOutcome
+from tunewise.schema import Issue
 
 _EMPTY_CSV_HINT = "Add rows under the header row: one example per row."
 
 
 def _header(cells: list[Any]) -> list[str]:
     return [str(c).strip() if c is not None and str(c).strip() else f"unnamed_{i}" for i, c in enumerate(cells, 1)]
+
+
+def _repeated(header: list[str], code: str, line: int) -> Issue | None:
+    """A header naming a column twice: a record is a dict, so the later column would silently replace the
+    earlier one; refused instead, in every table format."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if not repeated:
+        return None
+    return issue(code, f"column(s) {', '.join(map(repr, repeated))} appear more than once in the header", line=line,
+                 hint="Give every column a distinct name (rename or delete the repeated header cell).")
 
 
 def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encoding: str | None = None) -> ReadOutcome:
@@ -90,10 +101,8 @@ def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines
         out.issues.append(issue("empty_file", "no header row", line=1, hint=_EMPTY_CSV_HINT))
         return
     header = _header(header)
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        out.issues.append(issue("invalid_csv", f"column(s) {', '.join(map(repr, repeated))} appear more than once",
-                                line=1, hint="Give every column a distinct name."))
+    if (repeated := _repeated(header, "invalid_csv", 1)) is not None:
+        out.issues.append(repeated)
         return
     start = reader.line_num + 1
     long_rows: list[tuple[int, int, list[str]]] = []
@@ -203,6 +212,9 @@ def read_xlsx(path: Path, sheet: str | None = None) -> ReadOutcome:
             out.lines_seen = number
             if header is None:
                 header = _header(list(cells))
+                if (repeated := _repeated(header, "invalid_xlsx", number)) is not None:
+                    out.issues.append(repeated)
+                    return out
                 continue
             values = [_cell(c) for c in cells] + [""] * (len(header) - len(cells))
             out.records.append(RawRecord(number, dict(zip(header, values))))
