@@ -6,6 +6,7 @@ TSV, Parquet and Excel) so neither imports the other. Knows nothing about shapes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunewise.schema import Issue
@@ -14,6 +15,14 @@ BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 # Formats whose records may be rows of a table; JSON and JSONL only when their records are flat (formats._flat).
 TABULAR = ("csv", "parquet", "xlsx", "json", "jsonl")
+
+
+def fix_name(path: str | Path, fmt: str | None) -> str:
+    """The cleaned file to suggest for `--fix`: a table stays a table (CSV, or TSV for a .tsv), so the experiment's
+    column mapping still applies to it; JSONL is the cleaned form of JSON and JSONL."""
+    if fmt in ("csv", "xlsx", "parquet"):
+        return "clean.tsv" if Path(path).suffix.lower() == ".tsv" else "clean.csv"
+    return "clean.jsonl"
 
 
 @dataclass(slots=True)
