@@ -12,6 +12,8 @@ from test_cli import invoke
 from tunewise.data.encoding import _reads_western, decode_bytes
 from tunewise.data.formats import read_examples
 from tunewise.data.shapes import ColumnMapping
+from tunewise.data.split import find_leakage
+from tunewise.data.textnorm import normalise
 
 
 def _reviews(n: int = 30) -> list[dict[str, str]]:
@@ -167,3 +169,45 @@ def test_a_repeated_header_in_a_workbook_is_refused_like_in_a_csv(tmp_path):
     assert code == 2 and "invalid_xlsx" in out
     csv_path = files.write_csv(tmp_path / "dup.csv", ["comment", "label", "comment"], [("a", "b", "c")] * 20)
     assert [i.code for i in read_examples(csv_path).issues] == ["invalid_csv"]
+
+
+def test_html_entities_and_markup_do_not_hide_a_duplicate():
+    assert normalise("I don&#039;t like it<br /><br />") == normalise("I don't like it")
+    assert normalise("fish &amp; chips &lt;br&gt;") == normalise("fish & chips")
+    assert normalise("a <b>bold</b> word") == normalise("a bold word")
+
+
+def test_leakage_sees_an_escaped_copy_of_a_training_row(tmp_path):
+    rows = [(text, label) for label, _, text in files.tweets_rows(60, seed=21)]
+    train = files.write_csv(tmp_path / "train.csv", ["text", "sentiment"], rows[:40])
+    escaped = rows[40:-1] + [(rows[3][0].replace("the", "th&#101;") + "<br />", rows[3][1])]
+    test = files.write_csv(tmp_path / "test.csv", ["text", "sentiment"], escaped)
+    leaks = find_leakage(read_examples(train).examples, read_examples(test).examples)
+    assert [(leak.a_line, leak.b_line) for leak in leaks] == [(5, 21)]
+
+
+def test_unescape_html_fix_counts_what_it_repaired(tmp_path):
+    path = files.drug_tsv(tmp_path, n=40, entities=True)
+    out = tmp_path / "clean.tsv"
+    code, printed, _ = invoke("check", path, "--no-pii", "--fix", out, "--unescape-html")
+    assert code == 0 and "repaired 40," in printed
+    report = json.loads((tmp_path / "clean.tsv.fix-report.json").read_text())
+    assert len(report["repaired"]) == 40 and report["repaired"][0]["what"].startswith("HTML entities decoded")
+    assert "&#039;" not in out.read_text() and "&#039;" in path.read_text()
+
+
+def test_leakage_takes_a_sheet(tmp_path):
+    import openpyxl
+
+    rows = files.tweets_rows(60, seed=22)
+    for name, part in (("train.xlsx", rows[:40]), ("test.xlsx", rows[40:] + [rows[0]])):
+        book = openpyxl.Workbook()
+        book.active.title = "readme"
+        sheet = book.create_sheet("data")
+        sheet.append(["sentiment", "confidence", "text"])
+        for row in part:
+            sheet.append(list(row))
+        book.save(tmp_path / name)
+    code, out, err = invoke("leakage", tmp_path / "train.xlsx", tmp_path / "test.xlsx", "--sheet", "data", "--json")
+    assert code == 2, err
+    assert [(leak["a_line"], leak["b_line"]) for leak in json.loads(out)] == [(2, 22)]

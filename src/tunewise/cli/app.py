@@ -187,6 +187,7 @@ def leakage(
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
     encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Find examples of SECOND whose input also appears (exactly or normalised) in FIRST. Exit 2 on leaks."""
     from rich.table import Table
@@ -198,7 +199,7 @@ def leakage(
     datasets = []
     for path in (first, second):
         try:
-            data = read_examples(existing(path), fmt=fmt, mapping=column_mapping, encoding=encoding)
+            data = read_examples(existing(path), fmt=fmt, mapping=column_mapping, encoding=encoding, sheet=sheet)
         except ValueError as exc:
             raise fail(str(exc)) from None
         if not data.examples or data.error_lines or data.truncated_at:

@@ -78,10 +78,12 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     as_table = out.suffix.lower() in TABLE_SUFFIXES
     examples = {e.line: e for e in report.dataset.examples} if report.dataset.mapping and not as_table else {}
     cleaned: dict[int, Any] = {}
+    unescaped: list[int] = []
     for line in sorted(rows):
         value = _clean(examples[line].to_chat_record() if line in examples else rows[line])
-        if unescape_html:
-            value = _unescape_html(value)
+        if unescape_html and (decoded := _unescape_html(value)) != value:
+            value = decoded
+            unescaped.append(line)
         if redact_pii:
             value, count = _redact(value)
             if count:
@@ -96,7 +98,8 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     fix_report = {
         "input": str(source), "output": str(out), "kept": len(rows), "dropped": dropped,
         "dropped_labels": {label: {"dropped": d, "of": n} for label, (d, n) in labels.items()},
-        "repaired": [{"line": line, "what": "decoded as Windows-1252"} for line in sorted(repaired)] + recoded,
+        "repaired": [{"line": line, "what": "decoded as Windows-1252"} for line in sorted(repaired)] + recoded
+                    + [{"line": line, "what": "HTML entities decoded, markup dropped"} for line in unescaped],
         "redacted": [{"line": line, "spans": n} for line, n in sorted(redacted.items())],
         "merged_by_unbalanced_quote": [{"lines": [a, b], "count": b - a + 1}
                                        for a, b in sorted(report.dataset.merged.items())],
@@ -107,7 +110,9 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     minimum = CheckOptions().min_examples
     warning = (f"only {len(rows)} example(s) remain; at least {minimum} are needed to train or evaluate"
                if len(rows) < minimum else None)
-    return FixResult(out, report_path, len(rows), len(dropped), len(repaired) + len(recoded),
+    # a line both re-decoded and unescaped is one repaired line
+    fixed = len(set(repaired) | {r["line"] for r in recoded} | set(unescaped))
+    return FixResult(out, report_path, len(rows), len(dropped), fixed,
                      sum(redacted.values()), warning, labels, tuple(sorted(report.dataset.merged.items())))
 
 
