@@ -68,7 +68,8 @@ def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encodi
 
 
 DELIMITERS = (",", "\t", ";", "|")
-SNIFF_LINES = 50
+SNIFF_LINES, SNIFF_CHARS = 50, 256 * 1024  # the last sampled row may be cut short: it is not counted
+MERGED_MIN_LINES = 3  # a row spanning this many lines is looked at for rows an unbalanced quote merged
 
 
 class _Dialect(csv.excel):
@@ -80,7 +81,7 @@ def _dialect(text: str, delimiter: str | None) -> type[csv.Dialect]:
     comma (then tab, semicolon, pipe). `csv.Sniffer` guesses from character frequencies and is thrown by commas
     in French text, so each candidate is tried as a parser instead."""
     if delimiter is None:
-        sample = "\n".join(text.split("\n", SNIFF_LINES + 1)[:SNIFF_LINES])
+        sample = "\n".join(text[:SNIFF_CHARS].split("\n", SNIFF_LINES + 1)[:SNIFF_LINES])
         scores = []
         for index, candidate in enumerate(DELIMITERS):
             rows = [r for r in csv.reader(io.StringIO(sample), delimiter=candidate) if r]
@@ -126,21 +127,22 @@ def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines
         _read_csv_row(row, header, line, out, reported)
         if start - line >= MERGED_MIN_LINES:
             long_rows.append((line, start - 1, row))
-    for first, last, row in long_rows:
-        _report_merged(first, last, row, header, reader.dialect, out)
+    if long_rows:
+        seen = [{r.value.get(name) for r in out.records} for name in header]
+        for first, last, row in long_rows:
+            _report_merged(first, last, row, (header, seen), reader.dialect, out)
 
 
-MERGED_MIN_LINES = 3
-
-
-def _report_merged(first: int, last: int, row: list[str], header: list[str], dialect: Any, out: ReadOutcome) -> None:
+def _report_merged(first: int, last: int, row: list[str], columns: tuple[list[str], list[set[Any]]], dialect: Any,
+                   out: ReadOutcome) -> None:
     """A quote opened and never closed (or closed rows later) makes the reader take the following rows as text of
     one field: the file then reads without an error, rows short. Told apart from a long multi-line text by its
-    lines: most parse as whole rows of the table, and some hold a value another row has in the same column."""
+    lines: most parse as whole rows of the table, and some hold a value another row has in the same column
+    (`columns`: the header and, per column, the values the file's rows have)."""
+    header, seen = columns
     cell = max(range(len(row)), key=lambda i: row[i].count("\n"))
     inner = [next(csv.reader([text], dialect), []) for text in row[cell].split("\n") if text.strip()]
     shaped = [r for r in inner if len(r) == len(header)]
-    seen = [{r.value.get(name) for r in out.records} for name in header]
     known = [r for r in shaped if any(v.strip() and v in seen[i] for i, v in enumerate(r) if i != cell)]
     if len(header) < 2 or len(shaped) < 2 or 2 * len(shaped) < len(inner) or not known:
         return
