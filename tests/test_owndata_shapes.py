@@ -51,6 +51,14 @@ def test_json_list_of_records_and_dict_of_columns_are_inferred(tmp_path):
     by_column = read_examples(columns)
     # a record's line is where its first cell stands: `{`, `"review": [`, then one value a line
     assert [e.line for e in by_column.examples[:3]] == [3, 4, 5]
+    pandas_default = tmp_path / "pandas.json"  # DataFrame.to_json(): {"column": {"row index": value}}
+    pandas_default.write_text(json.dumps({key: {str(i): r[key] for i, r in enumerate(rows)} for key in rows[0]}))
+    data = read_examples(pandas_default)
+    assert (data.mapping.input, data.mapping.output) == ("review", "sentiment") and len(data.examples) == 30
+    assert data.examples[2].input == rows[2]["review"] and not data.issues
+    ragged = tmp_path / "ragged.json"
+    ragged.write_text(json.dumps({"review": ["a", "b"], "sentiment": ["p"]}))
+    assert [i.code for i in read_examples(ragged).issues] == ["data_type"]
 
 
 def test_chat_and_prompt_completion_jsonl_keep_their_shapes(tmp_path):

@@ -58,7 +58,7 @@ CODES: dict[str, Code] = {
     "html_markup": Code(W, "HTML markup in text (<br />, <p> ...)", "Strip the tags before training: `--fix OUT --unescape-html` turns <br /> into line breaks and drops other tags."),
     "control_characters": Code(W, "control characters in text", "Remove them (`--fix` does); they are invisible and split tokens oddly."),
     "mojibake": Code(W, "text decoded with the wrong codec (mojibake such as Ã© or â€™)", "Re-export the data as UTF-8, or pass the right --encoding; `--fix` repairs the common cases (ftfy)."),
-    "metadata_junk": Code(W, "placeholder or odd values in a metadata column", "Blank them or fix them in the source; a classical model or a slice report would treat them as real values."),
+    "metadata_junk": Code(W, "placeholder or odd values in a metadata column", "Blank them or fix them in the source: in a column of numbers the classical arm takes them as missing (the training median), but a slice report or a categorical feature treats them as a real value."),
     "unparseable_date": Code(W, "a date that cannot be parsed", "Write dates as YYYY-MM-DD (or any one unambiguous format); rows without a date cannot be ordered in time."),
     "format_mismatch": Code(W, "content does not match the file extension", "Rename the file to match its content (.jsonl for one object per line)."),
     "duplicate_example": Code(W, "exact duplicate of an earlier example", "Drop the repeat (`--fix` does); duplicates inflate scores and leak across splits."),

@@ -288,29 +288,39 @@ def _records_key(document: dict[str, Any]) -> str | None:
 
 
 def _is_columns(document: dict[str, Any]) -> bool:
-    """{"review": [...], "sentiment": [...]}: a table stored by column (pandas `to_json(orient="list")`)."""
+    """A table stored by column: {"review": [...], "sentiment": [...]} (pandas `to_json(orient="list")`) or
+    {"review": {"0": ..., "1": ...}, ...} (pandas' default `to_json()`), every column the same rows, of scalars."""
     columns = list(document.values())
-    return bool(columns) and all(isinstance(c, list) and c and len(c) == len(columns[0]) and
-                                 not any(isinstance(x, (dict, list)) for x in c) for c in columns)
+    if not columns or not all(isinstance(c, type(columns[0])) and isinstance(c, (list, dict)) and c for c in columns):
+        return False
+    rows = [list(c) if isinstance(c, dict) else len(c) for c in columns]
+    cells = [x for c in columns for x in (c.values() if isinstance(c, dict) else c)]
+    return all(r == rows[0] for r in rows) and not any(isinstance(x, (dict, list)) for x in cells)
 
 
 def _scan_columns(scan: _Scanner, document: dict[str, Any], out: ReadOutcome) -> None:
-    """One record per position; its line is where the first column's value for it stands in the file."""
+    """One record per row; its line is where the first column's value for it stands in the file."""
     lines: list[int] = []
     scan.expect("{")
     scan.skip_ws()
     scan.value()
     scan.expect(":")
-    scan.expect("[")
+    closing = "]" if scan.expect("[{") == "[" else "}"
     while True:
         scan.skip_ws()
+        if closing == "}":  # a row index: "0": value
+            scan.value()
+            scan.expect(":")
+            scan.skip_ws()
         lines.append(scan.line())
         scan.value()
-        if scan.expect(",]") == "]":
+        if scan.expect("," + closing) == closing:
             break
     scan.pos = len(scan.text)
-    names = list(document)
-    out.records.extend(RawRecord(line, {name: document[name][i] for name in names}) for i, line in enumerate(lines))
+    first = next(iter(document.values()))
+    keys = list(first) if isinstance(first, dict) else range(len(first))
+    out.records.extend(RawRecord(line, {name: column[key] for name, column in document.items()})
+                       for key, line in zip(keys, lines))
 
 
 def _scan_wrapper_object(scan: _Scanner, out: ReadOutcome) -> None:
@@ -322,7 +332,8 @@ def _scan_wrapper_object(scan: _Scanner, out: ReadOutcome) -> None:
         return
     if key is None:
         out.issues.append(issue("data_type", "top-level object holds no list of records", line=1,
-                                hint="Use a JSON array of objects, JSONL, or an object like {\"data\": [...]}."))
+                                hint="Use a JSON array of objects, JSONL, an object like {\"data\": [...]}, or "
+                                     "columns of equal length like {\"text\": [...], \"label\": [...]}."))
         scan.pos = len(scan.text)
         return
     scan.expect("{")
