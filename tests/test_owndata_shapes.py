@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import owndata_files as files
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_cli import invoke
 
 from tunewise.data.encoding import _reads_western, decode_bytes
@@ -219,3 +221,15 @@ def test_leakage_takes_a_sheet(tmp_path):
     code, out, err = invoke("leakage", tmp_path / "train.xlsx", tmp_path / "test.xlsx", "--sheet", "data", "--json")
     assert code == 2, err
     assert [(leak["a_line"], leak["b_line"]) for leak in json.loads(out)] == [(2, 22)]
+
+
+CSV_PIECES = st.sampled_from([",", ";", "|", "\t", '"', "\r", "\n", "\r\n", "a", "pos", "neg", " ", "é", "\x00"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(CSV_PIECES, max_size=120), header=st.sampled_from(["text,label\n", "text;label\n", "t|l|x\n"]))
+def test_delimiter_sniffing_and_the_merged_rows_check_never_raise(tmp_path, pieces, header):
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes((header + "".join(pieces)).encode("utf-8"))
+    data = read_examples(path)
+    assert all(i.line is None or i.line >= 1 for i in data.issues)

@@ -84,11 +84,14 @@ def _dialect(text: str, delimiter: str | None) -> type[csv.Dialect]:
         sample = "\n".join(text[:SNIFF_CHARS].split("\n", SNIFF_LINES + 1)[:SNIFF_LINES])
         scores = []
         for index, candidate in enumerate(DELIMITERS):
-            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=candidate) if r]
+            try:
+                rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=candidate) if r]
+            except csv.Error:  # the real read reports it, with its line
+                continue
             width = len(rows[0]) if rows else 0
             agree = sum(len(r) == width for r in rows[1:-1] or rows) / max(1, len(rows[1:-1] or rows))
             scores.append((width > 1, agree, -index, candidate))
-        delimiter = max(scores)[3] if max(scores)[0] else ","
+        delimiter = max(scores)[3] if scores and max(scores)[0] else ","
     return type("_Dialect", (_Dialect,), {"delimiter": delimiter})
 
 
@@ -141,7 +144,10 @@ def _report_merged(first: int, last: int, row: list[str], columns: tuple[list[st
     (`columns`: the header and, per column, the values the file's rows have)."""
     header, seen = columns
     cell = max(range(len(row)), key=lambda i: row[i].count("\n"))
-    inner = [next(csv.reader([text], dialect), []) for text in row[cell].split("\n") if text.strip()]
+    try:
+        inner = [next(csv.reader([text], dialect), []) for text in row[cell].split("\n") if text.strip()]
+    except csv.Error:  # a line no row could be: not merged rows
+        return
     shaped = [r for r in inner if len(r) == len(header)]
     known = [r for r in shaped if any(v.strip() and v in seen[i] for i, v in enumerate(r) if i != cell)]
     if len(header) < 2 or len(shaped) < 2 or 2 * len(shaped) < len(inner) or not known:
