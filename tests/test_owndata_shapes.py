@@ -233,3 +233,15 @@ def test_delimiter_sniffing_and_the_merged_rows_check_never_raise(tmp_path, piec
     path.write_bytes((header + "".join(pieces)).encode("utf-8"))
     data = read_examples(path)
     assert all(i.line is None or i.line >= 1 for i in data.issues)
+
+
+def test_leakage_reads_the_second_file_with_the_first_files_columns(tmp_path):
+    """In 12 rows three sentiments are too many distinct values for a label: alone, the test file's columns
+    cannot be inferred; read with the training file's mapping, it can be compared."""
+    rows = [(label, text) for label, _, text in files.tweets_rows(200, seed=23)]
+    train = files.write_csv(tmp_path / "train.csv", ["sentiment", "text"], rows)
+    test = files.write_csv(tmp_path / "test.csv", ["sentiment", "text"], rows[:12])
+    assert read_examples(test).mapping is None
+    code, out, err = invoke("leakage", train, test, "--json")
+    assert code == 2, err
+    assert len(json.loads(out)) == 12
