@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from tunewise.advise.catalog import Catalog, CatalogModel
+from tunewise.data.records import fix_name
 
 Status = Literal["ok", "warn", "blocker"]
 SCHEMA = "tunewise.advise/1"
@@ -160,7 +161,8 @@ def _data_quality(report: dict[str, Any], by_code: dict[str, int]) -> Item:
         return Item("data_quality", "blocker", "Data is usable",
                     f"{errors:,} error(s) make lines unusable ({_codes(by_code, exclude=())})" if errors
                     else "no valid examples",
-                    f"run `tunewise check {report.get('path')}` for line numbers, then `--fix clean.jsonl`")
+                    f"run `tunewise check {report.get('path')}` for line numbers, then "
+                    f"`--fix {fix_name(str(report.get('path')), report.get('format'))}`")
     found = {code: by_code[code] for code in QUALITY_CODES if by_code.get(code)}
     if found:
         shown = ", ".join(f"{n:,} {code}" for code, n in found.items())

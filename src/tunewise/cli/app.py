@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -64,7 +64,7 @@ def check(
 
     existing(data)
     if (redact_pii or unescape_html) and fix is None:
-        raise fail(f"{'--redact-pii' if redact_pii else '--unescape-html'} works on the cleaned copy: add --fix OUT.jsonl")
+        raise fail(f"{'--redact-pii' if redact_pii else '--unescape-html'} works on the cleaned copy: add --fix OUT.jsonl (OUT.csv for a table)")
     column_mapping = mapping_of(mapping)
     try:
         with err.status(f"Checking {escape(str(data))} …", spinner="dots") if not as_json else nullcontext():
@@ -87,6 +87,8 @@ def check(
         out.print(f"[bold]fixed:[/] kept {result.kept:,}, dropped {result.dropped:,}, repaired {result.repaired:,}, "
                   f"redacted {result.redacted:,} span(s) -> {escape(str(result.output))} "
                   f"(report: {escape(str(result.report_path))})")
+        if result.merged:
+            out.print(f"[yellow]warning:[/] {escape(result.merged_summary())}", soft_wrap=True)
         if result.dropped_labels:
             out.print(f"dropped by label: {escape(result.label_summary())}", soft_wrap=True)
         if result.warning:
@@ -185,6 +187,7 @@ def leakage(
     fmt: FormatOpt = None,
     mapping: MapOpt = None,
     encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Find examples of SECOND whose input also appears (exactly or normalised) in FIRST. Exit 2 on leaks."""
     from rich.table import Table
@@ -193,10 +196,13 @@ def leakage(
     from tunewise.data.split import find_leakage
 
     column_mapping = mapping_of(mapping)
-    datasets = []
+    datasets: list[Any] = []
     for path in (first, second):
+        # SECOND is read with FIRST's columns (given or inferred), as a run reads data.test: a small file must
+        # not have its columns guessed anew
+        columns = column_mapping or (datasets[0].mapping if datasets else None)
         try:
-            data = read_examples(existing(path), fmt=fmt, mapping=column_mapping, encoding=encoding)
+            data = read_examples(existing(path), fmt=fmt, mapping=columns, encoding=encoding, sheet=sheet)
         except ValueError as exc:
             raise fail(str(exc)) from None
         if not data.examples or data.error_lines or data.truncated_at:

@@ -15,7 +15,9 @@ Knows nothing about CSV or JSON: it returns text and issues.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunewise.data.codes import issue
 from tunewise.schema import Issue
@@ -31,6 +33,11 @@ DETECT_SAMPLE_BYTES = 256 * 1024
 # Windows uses for Western languages, and so the one Excel writes, is far the most likely.
 PREFERRED = ("cp1252", "latin_1", "iso8859_15")
 CHAOS_SLACK, COHERENCE_SLACK = 0.02, 0.1
+# How much more chaos a Western code page may show than the best guess and still win, when its text reads as a
+# Western language (see `_western`).
+WESTERN_SLACK = 0.1
+_NON_ASCII_RUN = re.compile(r"[^\W\d_a-zA-Z]{3,}")
+_SYMBOL_IN_WORD = re.compile(r"(?<=[^\W\d_])[^\x00-\x7f](?=[^\W\d_])")
 NAMES = {"cp1252": "Windows-1252 (cp1252)", "latin_1": "Latin-1 (ISO-8859-1)", "utf-16": "UTF-16",
          "utf-32": "UTF-32"}
 
@@ -108,7 +115,40 @@ def _guess(sample: bytes) -> str | None:
     # é and ’ but not on è or ï): naming cp1252 then costs nothing on the sample and is right on the rest.
     tied = {name for r in results if r.chaos <= best.chaos + CHAOS_SLACK and r.coherence >= best.coherence -
             COHERENCE_SLACK for name in (r.encoding, *r.could_be_from_charset)}
-    return next((name for name in PREFERRED if name in tied), best.encoding)
+    chosen = next((name for name in PREFERRED if name in tied), None)
+    return chosen or _western(sample[:DETECT_SAMPLE_BYTES], results, best.chaos) or best.encoding
+
+
+def _western(sample: bytes, results: list[Any], best_chaos: float) -> str | None:
+    """Windows-1252 when it is nearly as plausible as the best guess and reads like a Western language.
+
+    On a few lines of French (é è à ç œ « » €), charset-normalizer's chaos scores differ by noise well beyond
+    CHAOS_SLACK and a Baltic or Celtic code page can come first (cp1257, iso8859_14). Text in those languages, or
+    Cyrillic or Greek, read as Windows-1252 is runs of accented letters (Ïðèâåò); Western text has accents one or
+    two at a time inside ASCII words. So the Western page wins within WESTERN_SLACK when its reading is that.
+    """
+    ranked = {name: r.chaos for r in results for name in (r.encoding, *r.could_be_from_charset)}
+    for name in PREFERRED:
+        if name not in ranked or ranked[name] > best_chaos + WESTERN_SLACK:
+            continue
+        try:
+            text = sample.decode(name)
+        except UnicodeDecodeError:
+            continue
+        if _reads_western(text):
+            return name
+    return None
+
+
+def _reads_western(text: str) -> bool:
+    """No C1 control characters, few runs of three or more non-ASCII letters, few symbols inside words (see
+    `_western`)."""
+    if any("\x80" <= c <= "\x9f" for c in text):
+        return False
+    accented = sum(1 for c in text if ord(c) > 127 and c.isalpha())
+    runs = sum(len(m) for m in _NON_ASCII_RUN.findall(text))
+    symbols = sum(not c.isalpha() and c not in "\u2018\u2019" for c in _SYMBOL_IN_WORD.findall(text))  # ż ł: "¿ó³ta"
+    return accented > 0 and runs <= 0.1 * accented and symbols <= 0.02 * accented
 
 
 def _per_line(lines: list[bytes], bad: list[int], encoding: str | None, guess: str | None) -> Decoded:

@@ -47,6 +47,13 @@ class FixResult:
     warning: str | None = None
     # label -> (dropped, of how many in the file): dropping rows can skew the label balance without a word.
     dropped_labels: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # CSV lines an unbalanced quote had merged into one field, all dropped: (first, last) per merge.
+    merged: tuple[tuple[int, int], ...] = ()
+
+    def merged_summary(self) -> str:
+        lost = sum(last - first + 1 for first, last in self.merged)
+        spans = ", ".join(f"{first}-{last}" for first, last in self.merged)
+        return f"lost {lost:,} line(s) that an unbalanced quote merged into one field (lines {spans})"
 
     def label_summary(self) -> str:
         parts = [f"{dropped / total:.0%} of {label!r} ({dropped:,} of {total:,})"
@@ -71,10 +78,12 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     as_table = out.suffix.lower() in TABLE_SUFFIXES
     examples = {e.line: e for e in report.dataset.examples} if report.dataset.mapping and not as_table else {}
     cleaned: dict[int, Any] = {}
+    unescaped: list[int] = []
     for line in sorted(rows):
         value = _clean(examples[line].to_chat_record() if line in examples else rows[line])
-        if unescape_html:
-            value = _unescape_html(value)
+        if unescape_html and (decoded := _unescape_html(value)) != value:
+            value = decoded
+            unescaped.append(line)
         if redact_pii:
             value, count = _redact(value)
             if count:
@@ -89,8 +98,11 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     fix_report = {
         "input": str(source), "output": str(out), "kept": len(rows), "dropped": dropped,
         "dropped_labels": {label: {"dropped": d, "of": n} for label, (d, n) in labels.items()},
-        "repaired": [{"line": line, "what": "decoded as Windows-1252"} for line in sorted(repaired)] + recoded,
+        "repaired": [{"line": line, "what": "decoded as Windows-1252"} for line in sorted(repaired)] + recoded
+                    + [{"line": line, "what": "HTML entities decoded, markup dropped"} for line in unescaped],
         "redacted": [{"line": line, "spans": n} for line, n in sorted(redacted.items())],
+        "merged_by_unbalanced_quote": [{"lines": [a, b], "count": b - a + 1}
+                                       for a, b in sorted(report.dataset.merged.items())],
     }
     report_path = out.with_name(out.name + ".fix-report.json")
     with atomic_open(report_path, "w") as handle:
@@ -98,8 +110,10 @@ def fix_file(report: CheckReport, output: str | Path, *, redact_pii: bool = Fals
     minimum = CheckOptions().min_examples
     warning = (f"only {len(rows)} example(s) remain; at least {minimum} are needed to train or evaluate"
                if len(rows) < minimum else None)
-    return FixResult(out, report_path, len(rows), len(dropped), len(repaired) + len(recoded),
-                     sum(redacted.values()), warning, labels)
+    # a line both re-decoded and unescaped is one repaired line
+    fixed = len(set(repaired) | {r["line"] for r in recoded} | set(unescaped))
+    return FixResult(out, report_path, len(rows), len(dropped), fixed,
+                     sum(redacted.values()), warning, labels, tuple(sorted(report.dataset.merged.items())))
 
 
 def _refuse(report: CheckReport, out: Path) -> None:

@@ -39,6 +39,8 @@ class Dataset:
     columns: list[str] = field(default_factory=list)
     # The label (mapped output) of every record that had one, valid or not: `--fix` reports what it drops.
     labels_by_line: dict[int, str] = field(default_factory=dict)
+    # CSV rows an unbalanced quote merged into one field: first line -> last line.
+    merged: dict[int, int] = field(default_factory=dict)
 
     @property
     def error_lines(self) -> set[int]:
@@ -67,16 +69,18 @@ def read_examples(
         chosen = detect_shape(outcome.records)
     data = Dataset(path=path, format=outcome.format, shape=chosen, issues=list(outcome.issues),
                    lines_seen=outcome.lines_seen, mapping=mapping, truncated_at=outcome.truncated_at,
-                   encoding=outcome.encoding, columns=_columns(outcome.records))
-    tabular = outcome.format in TABULAR and (outcome.format != "json" or _flat(outcome.records))
+                   encoding=outcome.encoding, columns=_columns(outcome.records), merged=outcome.merged)
+    tabular = outcome.format in TABULAR and (outcome.format not in ("json", "jsonl") or _flat(outcome.records))
     if chosen is None and tabular and outcome.records:
         data.inferred = infer_columns(outcome.records, task)
         if data.inferred.mapping is None:
             data.issues.append(_not_inferred(path, data.inferred))
             return data
         data.mapping, data.shape = data.inferred.mapping, "mapped"
-    if data.mapping is not None and outcome.records and _unknown_columns(data, data.mapping) and tabular:
-        return data  # a table's columns are its header: one error says it all, not one per row
+    # A table's columns are its header: one error says it all, not one per row (a JSONL record stands alone).
+    if (data.mapping is not None and outcome.records and _unknown_columns(data, data.mapping) and tabular
+            and outcome.format != "jsonl"):
+        return data
     _convert(outcome.records, data)
     data.issues.sort(key=lambda i: i.line if i.line is not None else 0)
     return data
@@ -109,10 +113,17 @@ def _columns(records: list[RawRecord]) -> list[str]:
 
 
 def _flat(records: list[RawRecord]) -> bool:
-    """JSON records that are rows of a table (dicts of scalars), not chat transcripts or nested documents."""
+    """JSON records that are rows of a table (`{"review": "...", "sentiment": "pos"}`), not chat transcripts or
+    nested documents: such rows get their columns inferred as a CSV's would, instead of `missing_messages_list`.
+    A list of scalars (tags) is still a cell; a list of objects is a transcript in another schema."""
     sample = [r.value for r in records[:200]]
-    return bool(sample) and all(isinstance(v, dict) and not any(isinstance(x, (dict, list)) for x in v.values())
+    return bool(sample) and all(isinstance(v, dict) and "messages" not in v and all(_cell(x) for x in v.values())
                                 for v in sample)
+
+
+def _cell(value: Any) -> bool:
+    return not isinstance(value, dict) and not (isinstance(value, list) and any(isinstance(x, (dict, list))
+                                                                             for x in value))
 
 
 def _not_inferred(path: Path, inference: Inference) -> Issue:

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from tunewise.data.codes import issue
+from tunewise.data.values import PLACEHOLDERS, parse_date, parse_number
 from tunewise.schema import Example, Issue
 
 ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -24,8 +25,6 @@ MARKUP = re.compile(r"</?(?:br|p|div|span|b|i|u|em|strong|a|li|ul|ol|h[1-6]|font
                     r"blockquote|pre|code|sup|sub|small)\b[^<>]{0,200}?/?>", re.IGNORECASE)
 BREAK = re.compile(r"<(?:br|/p|p|/div|div|/li)\b[^<>]{0,200}?/?>", re.IGNORECASE)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-PLACEHOLDERS = frozenset({"n/a", "na", "#n/a", "null", "none", "nan", "-", "--", "?", "undefined", "missing",
-                          "unknown", "#value!", "#ref!", "#div/0!"})
 SHOWN = 3
 
 
@@ -75,11 +74,7 @@ def hygiene_checks(examples: Sequence[Example], field_of: Callable[[Example, int
 
 
 def _number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True
+    return parse_number(text) is not None
 
 
 def metadata_checks(examples: Sequence[Example]) -> list[Issue]:
@@ -107,8 +102,6 @@ def metadata_checks(examples: Sequence[Example]) -> list[Issue]:
 
 def _date_checks(key: str, values: list[tuple[int, str]]) -> list[Issue]:
     """In a column of dates (most of a sample parses), the values that do not: `split.by` cannot place them."""
-    from tunewise.data.timesplit import parse_date
-
     sample = values[:200]
     if sum(parse_date(v) is not None for _, v in sample) < 0.8 * len(sample):
         return []

@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from tunewise.data.records import RawRecord
 from tunewise.data.shapes import ColumnMapping
+from tunewise.data.values import is_missing, looks_like_date, parse_number
 
 SAMPLE = 5000
 # Label-like names, best first; a column matches when one of its words (split on case, _ - and space) is one.
@@ -96,33 +96,6 @@ def _text(value: Any) -> str:
     return "" if value is None else value.strip() if isinstance(value, str) else str(value)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True
-
-
-_DATE = re.compile(r"^\d{1,4}[-/. ]\w{1,9}[-/. ,]+\d{1,4}([ T]\d{1,2}:\d{2}.*)?$")
-
-
-def _is_date(text: str) -> bool:
-    if _DATE.match(text) is None:
-        return False
-    try:
-        datetime.fromisoformat(text)
-        return True
-    except ValueError:
-        from dateutil import parser
-
-        try:
-            parser.parse(text)
-        except (ValueError, OverflowError):
-            return False
-        return True
-
-
 def profile_columns(records: Sequence[RawRecord], sample: int = SAMPLE) -> list[ColumnProfile]:
     """One profile per column, in the order columns first appear."""
     columns: dict[str, list[str]] = {}
@@ -140,9 +113,10 @@ def profile_columns(records: Sequence[RawRecord], sample: int = SAMPLE) -> list[
         if not values:
             profiles.append(ColumnProfile(name, "empty", 0, 0, 0.0, ()))
             continue
-        if sum(map(_is_number, values)) >= 0.95 * len(values):
+        present = [v for v in values if not is_missing(v)]  # "N/A" in a column of numbers: missing, imputed
+        if present and sum(parse_number(v) is not None for v in present) >= 0.95 * len(present):
             kind = "number"
-        elif sum(map(_is_date, values[:500])) >= 0.9 * min(len(values), 500):
+        elif sum(map(looks_like_date, values[:500])) >= 0.9 * min(len(values), 500):
             kind = "date"
         else:
             kind = "text"
@@ -174,9 +148,19 @@ def _input_column(profiles: Sequence[ColumnProfile], rows: int) -> tuple[ColumnP
                     and p.mean_chars >= 2), key=lambda p: -p.mean_chars)
     if not texts:
         return None, "no column holds free text (many distinct text values)", False
-    best = texts[0]
-    close = len(texts) > 1 and texts[1].mean_chars >= 0.8 * best.mean_chars
-    return best, f"{best.name!r} is the longest free-text column ({best.mean_chars:.0f} chars on average)", close
+    # An answer is often longer than its question: a column named like an answer is the input only when it is
+    # the only free text there is (a survey's `response` column to classify).
+    questions = [p for p in texts if not _answer_like(p.name)] or texts
+    best = questions[0]
+    close = len(questions) > 1 and questions[1].mean_chars >= 0.8 * best.mean_chars
+    which = "free-text column" if best is texts[0] else "free-text column not named like an answer"
+    return best, f"{best.name!r} is the longest {which} ({best.mean_chars:.0f} chars on average)", close
+
+
+def _answer_like(name: str) -> bool:
+    """Named like a generated answer (`answer`, `response`), not like a label (`target` is both)."""
+    rank = _name_rank(name, OUTPUT_NAMES)
+    return rank is not None and OUTPUT_NAMES[rank] not in LABEL_NAMES
 
 
 def _label_column(profiles: Sequence[ColumnProfile], rows: int, used: str) -> tuple[ColumnProfile | None, str, str]:
@@ -243,7 +227,8 @@ def infer_columns(records: Sequence[RawRecord], task: str | None = None) -> Infe
 def suggested_mapping(profiles: Sequence[ColumnProfile]) -> ColumnMapping:
     """A starting point for the `--map` a person edits when inference is unsure: the longest text column and
     the shortest-valued other one (placeholders when the table has nothing better)."""
-    texts = sorted((p for p in profiles if p.kind == "text"), key=lambda p: -p.mean_chars)
+    texts = sorted((p for p in profiles if p.kind == "text"), key=lambda p: (_answer_like(p.name), -p.mean_chars))
     source = texts[0].name if texts else "INPUT_COLUMN"
-    others = sorted((p for p in profiles if p.name != source and p.filled), key=lambda p: (p.distinct, p.name))
+    others = sorted((p for p in profiles if p.name != source and p.filled),
+                    key=lambda p: (not _answer_like(p.name), p.distinct, p.name))
     return ColumnMapping(input=source, output=others[0].name if others else "LABEL_COLUMN")

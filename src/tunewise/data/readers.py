@@ -180,7 +180,8 @@ def _report_crlf(crlf_lines: list[int], out: ReadOutcome) -> None:
 
 
 def read_json(path: Path, encoding: str | None = None) -> ReadOutcome:
-    """A JSON array of records, or an object with one list of records (e.g. {"data": [...]}).
+    """A JSON array of records, an object with one list of records (e.g. {"data": [...]}), or an object of
+    equal-length columns ({"review": [...], "sentiment": [...]}).
 
     Elements are decoded one at a time so each record keeps the line it starts on. A JSONL file saved
     as .json is recognised and read as JSONL, with a warning.
@@ -286,13 +287,53 @@ def _records_key(document: dict[str, Any]) -> str | None:
     return (named or lists or [None])[0]
 
 
+def _is_columns(document: dict[str, Any]) -> bool:
+    """A table stored by column: {"review": [...], "sentiment": [...]} (pandas `to_json(orient="list")`) or
+    {"review": {"0": ..., "1": ...}, ...} (pandas' default `to_json()`), every column the same rows, of scalars."""
+    columns = list(document.values())
+    if not columns or not all(isinstance(c, type(columns[0])) and isinstance(c, (list, dict)) and c for c in columns):
+        return False
+    rows = [list(c) if isinstance(c, dict) else len(c) for c in columns]
+    cells = [x for c in columns for x in (c.values() if isinstance(c, dict) else c)]
+    return all(r == rows[0] for r in rows) and not any(isinstance(x, (dict, list)) for x in cells)
+
+
+def _scan_columns(scan: _Scanner, document: dict[str, Any], out: ReadOutcome) -> None:
+    """One record per row; its line is where the first column's value for it stands in the file."""
+    lines: list[int] = []
+    scan.expect("{")
+    scan.skip_ws()
+    scan.value()
+    scan.expect(":")
+    closing = "]" if scan.expect("[{") == "[" else "}"
+    while True:
+        scan.skip_ws()
+        if closing == "}":  # a row index: "0": value
+            scan.value()
+            scan.expect(":")
+            scan.skip_ws()
+        lines.append(scan.line())
+        scan.value()
+        if scan.expect("," + closing) == closing:
+            break
+    scan.pos = len(scan.text)
+    first = next(iter(document.values()))
+    keys = list(first) if isinstance(first, dict) else range(len(first))
+    out.records.extend(RawRecord(line, {name: column[key] for name, column in document.items()})
+                       for key, line in zip(keys, lines))
+
+
 def _scan_wrapper_object(scan: _Scanner, out: ReadOutcome) -> None:
     """{"data": [...], ...}: the whole object is parsed once to choose the list, then scanned for lines."""
     document = scan.decoder.decode(scan.text)
     key = _records_key(document)
+    if key is None and _is_columns(document):
+        _scan_columns(scan, document, out)
+        return
     if key is None:
         out.issues.append(issue("data_type", "top-level object holds no list of records", line=1,
-                                hint="Use a JSON array of objects, JSONL, or an object like {\"data\": [...]}."))
+                                hint="Use a JSON array of objects, JSONL, an object like {\"data\": [...]}, or "
+                                     "columns of equal length like {\"text\": [...], \"label\": [...]}."))
         scan.pos = len(scan.text)
         return
     scan.expect("{")

@@ -6,13 +6,23 @@ TSV, Parquet and Excel) so neither imports the other. Knows nothing about shapes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunewise.schema import Issue
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
-TABULAR = ("csv", "parquet", "xlsx", "json")
+# Formats whose records may be rows of a table; JSON and JSONL only when their records are flat (formats._flat).
+TABULAR = ("csv", "parquet", "xlsx", "json", "jsonl")
+
+
+def fix_name(path: str | Path, fmt: str | None) -> str:
+    """The cleaned file to suggest for `--fix`: a table stays a table (CSV, or TSV for a .tsv), so the experiment's
+    column mapping still applies to it; JSONL is the cleaned form of JSON and JSONL."""
+    if fmt in ("csv", "xlsx", "parquet"):
+        return "clean.tsv" if Path(path).suffix.lower() == ".tsv" else "clean.csv"
+    return "clean.jsonl"
 
 
 @dataclass(slots=True)
@@ -34,3 +44,5 @@ class ReadOutcome:
     truncated_at: int | None = None
     # The text encoding the file was read with, when it was not plain UTF-8 (a legacy code page, UTF-16...).
     encoding: str | None = None
+    # CSV: rows an unbalanced quote merged into one field, first line -> last line (`--fix` says what it lost).
+    merged: dict[int, int] = field(default_factory=dict)

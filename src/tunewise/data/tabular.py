@@ -19,12 +19,23 @@ from typing import Any
 from tunewise.data.codes import issue
 from tunewise.data.encoding import decode_bytes
 from tunewise.data.records import DEFAULT_MAX_LINE_BYTES, RawRecord, ReadOutcome
+from tunewise.schema import Issue
 
 _EMPTY_CSV_HINT = "Add rows under the header row: one example per row."
 
 
 def _header(cells: list[Any]) -> list[str]:
     return [str(c).strip() if c is not None and str(c).strip() else f"unnamed_{i}" for i, c in enumerate(cells, 1)]
+
+
+def _repeated(header: list[str], code: str, line: int) -> Issue | None:
+    """A header naming a column twice: a record is a dict, so the later column would silently replace the
+    earlier one; refused instead, in every table format."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if not repeated:
+        return None
+    return issue(code, f"column(s) {', '.join(map(repr, repeated))} appear more than once in the header", line=line,
+                 hint="Give every column a distinct name (rename or delete the repeated header cell).")
 
 
 def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encoding: str | None = None) -> ReadOutcome:
@@ -40,9 +51,7 @@ def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encodi
             out.issues.append(issue("empty_file", f"{path.name} is empty: no header row and no rows",
                                     hint=_EMPTY_CSV_HINT))
         return out
-    first = text.split("\n", 1)[0]
-    tabs = path.suffix.lower() == ".tsv" or ("\t" in first and "," not in first)
-    dialect: type[csv.Dialect] = csv.excel_tab if tabs else csv.excel
+    dialect = _dialect(text, "\t" if path.suffix.lower() == ".tsv" else None)
     # Lines end at \n only, so a stray \r inside a quoted field stays text and line numbers match the file;
     # a file whose only line ends are \r (old Mac) is split on them instead.
     newline = "" if "\n" not in text else "\n"
@@ -58,6 +67,34 @@ def read_csv(path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, encodi
     return out
 
 
+DELIMITERS = (",", "\t", ";", "|")
+SNIFF_LINES, SNIFF_CHARS = 50, 256 * 1024  # the last sampled row may be cut short: it is not counted
+MERGED_MIN_LINES = 3  # a row spanning this many lines is looked at for rows an unbalanced quote merged
+
+
+class _Dialect(csv.excel):
+    """Excel's CSV rules with the file's own delimiter (Excel in French or German locales writes `;`)."""
+
+
+def _dialect(text: str, delimiter: str | None) -> type[csv.Dialect]:
+    """The delimiter that splits the header into several columns and the first rows into as many; ties go to the
+    comma (then tab, semicolon, pipe). `csv.Sniffer` guesses from character frequencies and is thrown by commas
+    in French text, so each candidate is tried as a parser instead."""
+    if delimiter is None:
+        sample = "\n".join(text[:SNIFF_CHARS].split("\n", SNIFF_LINES + 1)[:SNIFF_LINES])
+        scores = []
+        for index, candidate in enumerate(DELIMITERS):
+            try:
+                rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=candidate) if r]
+            except csv.Error:  # the real read reports it, with its line
+                continue
+            width = len(rows[0]) if rows else 0
+            agree = sum(len(r) == width for r in rows[1:-1] or rows) / max(1, len(rows[1:-1] or rows))
+            scores.append((width > 1, agree, -index, candidate))
+        delimiter = max(scores)[3] if scores and max(scores)[0] else ","
+    return type("_Dialect", (_Dialect,), {"delimiter": delimiter})
+
+
 def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines: set[int]) -> None:
     try:
         header = next(reader, None)
@@ -68,12 +105,11 @@ def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines
         out.issues.append(issue("empty_file", "no header row", line=1, hint=_EMPTY_CSV_HINT))
         return
     header = _header(header)
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        out.issues.append(issue("invalid_csv", f"column(s) {', '.join(map(repr, repeated))} appear more than once",
-                                line=1, hint="Give every column a distinct name."))
+    if (repeated := _repeated(header, "invalid_csv", 1)) is not None:
+        out.issues.append(repeated)
         return
     start = reader.line_num + 1
+    long_rows: list[tuple[int, int, list[str]]] = []
     while True:
         before = reader.line_num
         try:
@@ -92,6 +128,39 @@ def _read_csv_rows(reader: Any, out: ReadOutcome, max_line_bytes: int, bad_lines
         out.lines_seen = reader.line_num
         reported = any(n in bad_lines for n in range(line, start))
         _read_csv_row(row, header, line, out, reported)
+        if start - line >= MERGED_MIN_LINES:
+            long_rows.append((line, start - 1, row))
+    if long_rows:
+        seen = [{r.value.get(name) for r in out.records} for name in header]
+        for first, last, row in long_rows:
+            _report_merged(first, last, row, (header, seen), reader.dialect, out)
+
+
+def _report_merged(first: int, last: int, row: list[str], columns: tuple[list[str], list[set[Any]]], dialect: Any,
+                   out: ReadOutcome) -> None:
+    """A quote opened and never closed (or closed rows later) makes the reader take the following rows as text of
+    one field: the file then reads without an error, rows short. Told apart from a long multi-line text by its
+    lines: most parse as whole rows of the table, and some hold a value another row has in the same column
+    (`columns`: the header and, per column, the values the file's rows have)."""
+    header, seen = columns
+    cell = max(range(len(row)), key=lambda i: row[i].count("\n"))
+    try:
+        inner = [next(csv.reader([text], dialect), []) for text in row[cell].split("\n") if text.strip()]
+    except csv.Error:  # a line no row could be: not merged rows
+        return
+    shaped = [r for r in inner if len(r) == len(header)]
+    known = [r for r in shaped if any(v.strip() and v in seen[i] for i, v in enumerate(r) if i != cell)]
+    if len(header) < 2 or len(shaped) < 2 or 2 * len(shaped) < len(inner) or not known:
+        return
+    out.records[:] = [r for r in out.records if r.line != first]
+    out.issues[:] = [i for i in out.issues if not (i.line == first and i.code == "invalid_csv")]
+    out.merged[first] = last
+    name = header[cell] if cell < len(header) else f"field {cell + 1}"
+    out.issues.append(issue(
+        "unbalanced_quote", f"the quote opening field {name!r} on line {first} is not closed until line {last}, so "
+        f"lines {first}-{last} ({last - first + 1} lines, about {len(shaped)} rows) were read as one field",
+        line=first, field=name, hint=f"Close the quote on line {first}, or write a quote inside a field as two "
+        f"(\"\"); `--fix` drops lines {first}-{last} and says so."))
 
 
 def _read_csv_row(row: list[str], header: list[str], line: int, out: ReadOutcome, reported: bool) -> None:
@@ -151,6 +220,9 @@ def read_xlsx(path: Path, sheet: str | None = None) -> ReadOutcome:
             out.lines_seen = number
             if header is None:
                 header = _header(list(cells))
+                if (repeated := _repeated(header, "invalid_xlsx", number)) is not None:
+                    out.issues.append(repeated)
+                    return out
                 continue
             values = [_cell(c) for c in cells] + [""] * (len(header) - len(cells))
             out.records.append(RawRecord(number, dict(zip(header, values))))

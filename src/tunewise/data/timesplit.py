@@ -4,9 +4,10 @@ file the user brings.
 Data that changes over time (reviews, tickets) should be judged on what comes after the training data, as it
 will be in use; a random split lets a model learn next month's topics from their neighbours. `split_by_time`
 orders examples by a date column, holds out the newest as the test split and the next newest as validation.
-Dates are parsed with dateutil (ISO, "12 Mar 2023", "03/12/2023" month first, epoch seconds); a value it cannot
-read is reported with its line and left out of every split, since it cannot be placed in time. Examples with the
-same normalised input stay together (the group takes its newest date), as in the random split.
+Dates are parsed by values.parse_date (ISO, "12 Mar 2023", "May 20, 2012", "03/12/2023" month first, epoch
+seconds); a value it cannot read is reported with its line and left out of every split, since it cannot be placed
+in time. Examples with the same normalised input stay together (the group takes its newest date), as in the random
+split.
 
 `split_around` keeps the user's own test/validation files as they are and splits the rest. Knows nothing about
 files or runs: it takes `Example`s and returns a `Split`.
@@ -14,17 +15,13 @@ files or runs: it takes `Example`s and returns a `Split`.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from tunewise.data.split import Split, SplitError, group_examples, split_examples
+from tunewise.data.values import day_first, parse_date
 from tunewise.schema import Example
-
-EPOCH_MIN, EPOCH_MAX = 1e8, 1e11  # plausible epoch seconds: 1973 to 5138
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,48 +29,6 @@ class TimeSplit:
     split: Split
     unparseable: list[tuple[int, str]]  # (line, value) of dates that could not be read
     ranges: dict[str, tuple[str, str]]  # part -> (oldest, newest) date, ISO
-
-
-_NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b")
-
-
-def day_first(values: Sequence[Any]) -> bool:
-    """Whether a column writes numeric dates day first (31/12/2020): decided once for the column, from a value
-    whose first field cannot be a month, since dateutil alone reads each value month first when it can."""
-    fields = [m.groups() for v in values if (m := _NUMERIC_DATE.match(str(v).strip()))]
-    return any(int(a) > 12 for a, _ in fields) and not any(int(b) > 12 for _, b in fields)
-
-
-def parse_date(value: Any, dayfirst: bool = False) -> datetime | None:
-    """A point in time from a date-like value, naive UTC; None when it is not one. Numbers are epoch seconds or
-    milliseconds, or YYYYMMDD; `dayfirst` reads 01/02/2020 as 1 February."""
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if EPOCH_MIN <= number <= EPOCH_MAX:
-        return datetime.fromtimestamp(number, tz=UTC).replace(tzinfo=None)
-    if EPOCH_MAX * 10 <= number <= EPOCH_MAX * 1000:  # epoch milliseconds
-        return datetime.fromtimestamp(number / 1000, tz=UTC).replace(tzinfo=None)
-    if len(text) == 8 and text.isdigit() and text[:2] in ("19", "20"):
-        try:
-            return datetime.strptime(text, "%Y%m%d")
-        except ValueError:
-            return None
-    if not math.isnan(number) and not (1000 <= number <= 9999):  # a bare year is a date; other numbers are not
-        return None
-    from dateutil import parser
-
-    try:
-        moment = parser.parse(text, default=datetime(2000, 1, 1), dayfirst=dayfirst)
-    except (ValueError, OverflowError):
-        return None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def split_by_time(examples: Sequence[Example], column: str, *, val_fraction: float,

@@ -25,6 +25,7 @@ from tunewise.data.codes import FILE_STOPPERS
 from tunewise.data.formats import read_examples
 from tunewise.data.infer import SAMPLE, ColumnProfile, mapping_items, profile_columns
 from tunewise.data.readers import read_file
+from tunewise.data.records import fix_name
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.split import find_leakage
 from tunewise.data.tokens import TokenCounter
@@ -74,7 +75,7 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
                         f"{CheckOptions().min_examples}. Run `tunewise check {data}` to see why.")
     if report.errors:
         notes.append(f"{len(dataset.error_lines):,} line(s) have errors and `tunewise run` will refuse the file "
-                     f"until they are fixed: run `tunewise check {data} --fix clean.jsonl` and point data.path at it")
+                     f"until they are fixed: {_fix_advice(report, data)}")
     records = read_file(data, fmt, encoding=encoding, sheet=sheet).records
     rows = min(len(records), SAMPLE)
     profiles = {p.name: p for p in profile_columns(records)}
@@ -93,7 +94,7 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
              f"# `tunewise run {target.name}`. Every field is documented in `tunewise init --explain`.",
              f"name: {_y(data.stem)}", ""]
     lines += _data_section(report, target, fmt, encoding, sheet)
-    held_lines, own_test = _held_out_lines(report, target, held_out or {}, encoding, notes)
+    held_lines, own_test = _held_out_lines(report, target, held_out or {}, (fmt, encoding, sheet), notes)
     lines += held_lines
     lines += _task_section(report, given=task is not None)
     lines += _split_section(report, metadata, own_test)
@@ -102,6 +103,16 @@ def draft_experiment(data: Path, target: Path, *, task: str | None = None, arms:
     text = "\n".join(lines) + "\n"
     _validate(text)
     return Draft(text, report, notes)
+
+
+def _fix_advice(report: CheckReport, data: Path) -> str:
+    """`--fix` to a file the experiment can point at: a table stays a table, so data.mapping still applies; a
+    mapped JSON(L) file is cleaned into the chat shape, which needs no mapping."""
+    name = fix_name(data, report.format)
+    advice = f"run `tunewise check {data} --fix {name}` and point data.path at {name}"
+    if name == "clean.jsonl" and report.dataset.mapping is not None:
+        advice += " (it is written as chat messages: remove data.mapping)"
+    return advice
 
 
 def _relative(path: Path, target: Path) -> str:
@@ -131,15 +142,18 @@ def _data_section(report: CheckReport, target: Path, fmt: str | None, encoding: 
     return lines
 
 
-def _held_out_lines(report: CheckReport, target: Path, held_out: dict[str, Path], encoding: str | None,
-                    notes: list[str]) -> tuple[list[str], int | None]:
+def _held_out_lines(report: CheckReport, target: Path, held_out: dict[str, Path],
+                    how: tuple[str | None, str | None, str | None], notes: list[str]) -> tuple[list[str], int | None]:
     """data.test / data.val lines (and the size of the own test file); inputs they share with the training file
-    are counted now (the run refuses them unless allowed), so the newcomer hears of it before spending compute."""
+    are counted now (the run refuses them unless allowed), so the newcomer hears of it before spending compute.
+    `how` is (format, encoding, sheet): the held-out files are read as the run will read them, with data.format,
+    data.encoding and data.sheet."""
+    fmt, encoding, sheet = how
     lines = []
     dataset = report.dataset
     own_test = None
     for name, path in held_out.items():
-        part = read_examples(path, mapping=dataset.mapping, encoding=encoding)
+        part = read_examples(path, fmt=fmt, mapping=dataset.mapping, encoding=encoding, sheet=sheet)
         if name == "test":
             own_test = len(part.examples)
         leaks = find_leakage(dataset.examples, part.examples)
@@ -239,6 +253,9 @@ def _arms_section(report: CheckReport, arms: list[str], metadata: list[ColumnPro
         raise InitError(f"--arms {','.join(unknown)}: choose from {', '.join(blocks)}")
     if report.task != "classify" and "classical" in arms:
         arms = [a for a in arms if a != "classical"]  # a classical model needs labels
+        if not arms:
+            raise InitError(f"--arms classical: a classical model predicts labels, and this is a {report.task} task. "
+                            "Fix: choose from zero_shot, few_shot, retrieval, finetune (or leave out --arms)")
     for arm in arms:
         lines += blocks[arm]
     if "finetune" not in arms:

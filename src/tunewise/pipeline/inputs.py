@@ -14,6 +14,7 @@ from typing import Any
 from tunewise.data.codes import FILE_STOPPERS
 from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.infer import mapping_items
+from tunewise.data.records import fix_name
 from tunewise.data.shapes import ColumnMapping, MappingError
 from tunewise.data.split import SplitError, find_leakage, split_examples, write_splits
 from tunewise.data.timesplit import TimeSplit, split_around, split_by_time
@@ -54,8 +55,8 @@ def read_data(path: Path, config: DataConfig, field: str = "data.path", task: st
     if data.error_lines or data.truncated_at or not data.examples:
         first = sorted(data.error_lines)[:5]
         raise ExperimentError(f"{path}: {len(data.error_lines):,} line(s) with errors (first: {first}); run "
-                              f"`{check_command(path, config, data)}` to see them, and add `--fix clean.jsonl` to "
-                              "drop them")
+                              f"`{check_command(path, config, data)}` to see them, and add "
+                              f"`--fix {fix_name(path, data.format)}` to drop them")
     return data
 
 

@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -37,6 +38,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 from tunewise import __version__
+from tunewise.data.values import is_missing, parse_number
 from tunewise.schema import Example
 from tunewise.store.atomic import atomic_dir
 from tunewise.train.settings import ClassicalConfig
@@ -80,15 +82,6 @@ def _listing(problems: list[str]) -> str:
     return shown + (f"\n  ... and {more} more" if more > 0 else "")
 
 
-def _numeric(value: Any) -> float | None:
-    """A finite float, or None when the value is not a number (numeric strings from CSV files count)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _table(examples: Sequence[Example], config: ClassicalConfig) -> np.ndarray:
     """One object row per example: input text, numeric features, categorical features (the transformer's columns).
 
@@ -101,9 +94,11 @@ def _table(examples: Sequence[Example], config: ClassicalConfig) -> np.ndarray:
         for key in config.numeric_features:
             if key not in example.metadata:
                 problems.append(f"line {example.line} (id {example.id!r}): metadata has no numeric feature {key!r}")
-            elif (number := _numeric(example.metadata[key])) is None:
+            elif is_missing(value := example.metadata[key]):
+                row.append(math.nan)  # imputed with the training median (see `_features`)
+            elif (number := parse_number(value)) is None:
                 problems.append(f"line {example.line} (id {example.id!r}): numeric feature {key!r} is "
-                                f"{example.metadata[key]!r}, not a finite number")
+                                f"{value!r}, not a finite number (nor blank or N/A, which count as missing)")
             else:
                 row.append(number)
         for key in config.categorical_features:
@@ -133,7 +128,9 @@ def _features(config: ClassicalConfig) -> ColumnTransformer:
                            strip_accents="unicode")
     parts: list[tuple[str, Any, Any]] = [("text", text, 0)]
     if numeric:
-        parts.append(("numeric", StandardScaler(), numeric))
+        # Blank and N/A cells are NaN: the training median stands in for them, as `init --from` promised.
+        scaled = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        parts.append(("numeric", scaled, numeric))
     if categorical:
         parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), categorical))
     return ColumnTransformer(parts)
@@ -284,8 +281,9 @@ def resolve_features(train: Sequence[Example], config: ClassicalConfig) -> Class
         if key in numeric or key in categorical:
             continue
         values = [e.metadata.get(key) for e in train]
-        numbers = all(_numeric(v) is not None for v in values if v is not None)
-        (numeric if numbers and any(v is not None for v in values) else categorical).append(key)
+        present = [v for v in values if not is_missing(v)]
+        numbers = bool(present) and all(parse_number(v) is not None for v in present)
+        (numeric if numbers else categorical).append(key)
     return config.model_copy(update={"features": [], "numeric_features": numeric, "categorical_features": categorical})
 
 

@@ -152,8 +152,9 @@ class ClassicalConfig(BaseModel):
                                           "every training value is a number (standard-scaled), else categorical "
                                           "(one-hot). Every example must have them.")
     numeric_features: list[str] = Field(
-        default_factory=list, description="Example metadata keys holding numbers; standard-scaled and added to the text "
-                                          "features. Every example must have them.")
+        default_factory=list, description="Example metadata keys holding numbers (\"1,986\" counts); standard-scaled and "
+                                          "added to the text features. Every example must have them; a blank or "
+                                          "N/A value is missing and takes the training median.")
     categorical_features: list[str] = Field(
         default_factory=list, description="Example metadata keys holding categories; one-hot encoded (categories unseen "
                                           "in training are ignored at prediction time). Every example must have them.")
