@@ -70,6 +70,7 @@ def test_the_student_learns_the_teachers_labels_not_the_gold_ones(tmp_path, monk
     assert summary["teacher"] == "api" and summary["kept"] == 30 and summary["pool"] == 30
     assert summary["teacher_vs_withheld_gold"] == 0.0  # the teacher was always wrong, and it was measured
     assert summary["labelling_usd"] > 0 and summary["agreement_with_teacher"] is not None
+    assert "distilled from <strong>api</strong>" in (run / "report.html").read_text()
     record = json.loads((run / "training" / "student.json").read_text())
     assert record["distillation"]["pool_source"] == "half of the training split, labels withheld"
 
