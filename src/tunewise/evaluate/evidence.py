@@ -23,6 +23,7 @@ from tunewise.config import Experiment
 from tunewise.evaluate import cost as costs
 from tunewise.evaluate.baseline import majority_baseline
 from tunewise.evaluate.confidence import verdict_confidence
+from tunewise.evaluate.gates import check_gates
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.review import review_sheet
@@ -112,7 +113,8 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         base = _roi_view(arms[baseline], metric)
         roi = {name: costs.roi(_roi_view(arms[name], metric), base, cost_cfg.requests_per_day)
                for name in finished if name != baseline}
-    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights)
+    gates = check_gates(ev.gates.model_dump(), arms)
+    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights, (gates or {}).get("out", {}))
     baseline_floor = _majority_floor(run_dir, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
@@ -127,7 +129,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "arms": arms, "majority_baseline": baseline_floor, "failures": dict(failures), "pairwise": pairwise,
         "baseline": baseline, "roi": roi,
         "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
-        "robustness": robustness or None,
+        "robustness": robustness or None, "gates": gates,
         "verdict": verdict.to_dict(),
         "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
         "notes": notes,
@@ -158,8 +160,10 @@ def _train_labels(run_dir: Path) -> list[str]:
 
 
 def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[str, str],
-             pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None) -> Verdict:
-    """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence."""
+             pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None,
+             gated: Mapping[str, str]) -> Verdict:
+    """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence; arms
+    in `gated` (evaluate/gates.py: arm -> why) are out of both."""
     ev, seed = experiment.evaluation, experiment.split.seed
     metric, alpha = ev.primary_metric, ev.alpha
     volume = experiment.cost.requests_per_day * experiment.cost.horizon_days
@@ -169,7 +173,8 @@ def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[
                              low=r["metrics"][metric]["low"], high=r["metrics"][metric]["high"],
                              n=r["summary"]["n"], failed=r["summary"]["failed"],
                              cost_per_1k_usd=r["cost"]["amortised_per_1k_usd"],
-                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"])
+                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"],
+                             gate=gated.get(name))
                    for name, r in arms.items()]
     verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, margin=ev.margin, quality_bar=ev.quality_bar,
                      max_failure_rate=ev.max_failure_rate, volume=volume)
