@@ -26,6 +26,7 @@ from tunewise.evaluate.confidence import verdict_confidence
 from tunewise.evaluate.gates import check_gates
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
+from tunewise.evaluate.projection import project, sentence
 from tunewise.evaluate.review import review_sheet
 from tunewise.evaluate.slices import slice_report
 from tunewise.evaluate.stats import compare, intervals, metric_family, resample_weights
@@ -115,6 +116,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
                for name in finished if name != baseline}
     gates = check_gates(ev.gates.model_dump(), arms)
     verdict = _verdict(experiment, arms, failures, pairwise, fams, weights, (gates or {}).get("out", {}))
+    verdict.reasons += _projections(arms, verdict.recommended, len(ids), ev.bootstrap_resamples, seed)
     baseline_floor = _majority_floor(run_dir, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
@@ -134,6 +136,23 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
         "notes": notes,
     }
+
+
+def _projections(arms: Mapping[str, Any], recommended: str | None, test_examples: int, resamples: int,
+                 seed: int) -> list[str]:
+    """Each arm with a learning curve gets its projection (projection.py) against the recommended arm, on the
+    curve's own metric; returns the sentences for the verdict's reasons."""
+    said = []
+    for name, arm in arms.items():
+        curve = (arm.get("training") or {}).get("learning_curve")
+        if not curve:
+            continue
+        metric = curve[0].get("metric")
+        rival = (arms.get(recommended) or {}).get("metrics", {}).get(metric) if recommended else None
+        arm["projection"] = project(curve, test_examples=test_examples, target=rival["value"] if rival else None,
+                                    target_arm=recommended if rival else None, resamples=resamples, seed=seed)
+        said.append(sentence(name, arm["projection"]))
+    return said
 
 
 def _majority_floor(run_dir: Path, task: Task, examples: Sequence[Example], weights: Any, confidence: float,
