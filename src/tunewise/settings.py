@@ -177,6 +177,17 @@ class GatesConfig(Strict):
                                                                       "cost is unknown is out too.")
 
 
+class BudgetConfig(Strict):
+    """How much one `tunewise run --resume RUN --extend` may add; changing it does not change the run's config."""
+
+    examples: int | None = Field(None, ge=1, description="Most extra test examples one --extend scores for the arms "
+                                                        "in contention; default: as many as are evaluated now "
+                                                        "(each extension doubles the test set).")
+    minutes: float | None = Field(None, gt=0, description="Estimated minutes one --extend may take (the arms' "
+                                                          "measured compute seconds per example); fewer extra "
+                                                          "examples are scored to fit.")
+
+
 class EvaluationConfig(Strict):
     primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
         None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
@@ -215,6 +226,9 @@ class EvaluationConfig(Strict):
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig,
                                          description="Score drop of every arm on perturbed test inputs "
                                                      "(written to robustness.json).")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig,
+                                 description="What `tunewise run --resume RUN --extend` may add per call (examples "
+                                             "or minutes); it may be changed between calls.")
     gates: GatesConfig = Field(default_factory=GatesConfig,
                                description="Hard limits (retention, robustness drop, invalid outputs, p95 latency, "
                                            "cost): an arm failing one is out of the verdict, with the reason.")

@@ -28,6 +28,7 @@ from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.projection import project, sentence
 from tunewise.evaluate.review import review_sheet
+from tunewise.evaluate.sequential import extended_test, read_looks, sequential_results
 from tunewise.evaluate.slices import slice_report
 from tunewise.evaluate.stats import compare, intervals, metric_family, resample_weights
 from tunewise.evaluate.verdict import Candidate, Verdict, decide, holm_family
@@ -65,7 +66,10 @@ def _arm_cost(arm: Any, predictions: Sequence[Prediction], experiment: Experimen
 
 
 def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task, test: Sequence[Example],
-                  done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str]) -> dict[str, Any]:
+                  done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str],
+                  settled: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """results.json of the arms in `done` on `test`; `settled` (an extended run's arms settled at an earlier look,
+    evaluate/sequential.py) are out of the verdict with their reason."""
     ev, cost_cfg = experiment.evaluation, experiment.cost
     seed, alpha, metric = experiment.split.seed, ev.alpha, ev.primary_metric
     notes: list[str] = []
@@ -115,7 +119,8 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         roi = {name: costs.roi(_roi_view(arms[name], metric), base, cost_cfg.requests_per_day)
                for name in finished if name != baseline}
     gates = check_gates(ev.gates.model_dump(), arms)
-    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights, (gates or {}).get("out", {}))
+    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights, (gates or {}).get("out", {}),
+                       settled or {})
     verdict.reasons += _projections(arms, verdict.recommended, len(ids), ev.bootstrap_resamples, seed)
     baseline_floor = _majority_floor(run_dir, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
@@ -180,14 +185,14 @@ def _train_labels(run_dir: Path) -> list[str]:
 
 def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[str, str],
              pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None,
-             gated: Mapping[str, str]) -> Verdict:
+             gated: Mapping[str, str], settled: Mapping[str, str]) -> Verdict:
     """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence; arms
     in `gated` (evaluate/gates.py: arm -> why) are out of both."""
     ev, seed = experiment.evaluation, experiment.split.seed
     metric, alpha = ev.primary_metric, ev.alpha
     volume = experiment.cost.requests_per_day * experiment.cost.horizon_days
-    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"))
-                  for a in experiment.arms if a.name not in arms]
+    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"),
+                            settled=settled.get(a.name)) for a in experiment.arms if a.name not in arms]
     candidates += [Candidate(name=name, type=r["type"], quality=r["metrics"][metric]["value"],
                              low=r["metrics"][metric]["low"], high=r["metrics"][metric]["high"],
                              n=r["summary"]["n"], failed=r["summary"]["failed"],
@@ -245,7 +250,8 @@ def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EvidenceError(f"{splits / 'test.jsonl'}: no frozen split in this run; run `tunewise run` first")
     parts = {name: read_examples(splits / f"{name}.jsonl").examples for name in ("train", "test")}
     task = make_task(experiment.task, parts["train"])
-    test = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+    base = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+    test = extended_test(base, parts["test"], read_looks(run_dir))
     ids = [e.id for e in test]
     done = {}
     for arm in experiment.arms:
@@ -258,8 +264,18 @@ def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EvidenceError(f"{run_dir / 'predictions'}: no predictions; run `tunewise run` (or --resume) first")
     previous = _read_json(run_dir / "metrics.json", []) or {}
     failures = {k: v for k, v in (previous.get("failures") or {}).items() if k not in done}
-    results = build_results(experiment, run_dir, run.id, task, test, done, failures)
+    results = run_evidence(experiment, run_dir, run.id, task, test, done, failures)
     return results, metrics_summary(results, failures)
+
+
+def run_evidence(experiment: Experiment, run_dir: Path, run_id: str, task: Task, test: Sequence[Example],
+                 done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str]) -> dict[str, Any]:
+    """results.json of a run: build_results, or for a run extended with --extend (extend.json) its latest look
+    (evaluate/sequential.py), so `tunewise report` and a plain --resume never undo an extension."""
+    looks = read_looks(run_dir)
+    if looks is None:
+        return build_results(experiment, run_dir, run_id, task, test, done, failures)
+    return sequential_results(build_results, experiment, run_dir, run_id, task, test, done, failures, looks)
 
 
 def metrics_summary(results: Mapping[str, Any], failures: Mapping[str, str]) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class Candidate:
     failed: int = 0
     failure: str | None = None  # the whole arm failed, and why
     gate: str | None = None  # the arm works but does not meet a gate of evaluation.gates: the figure and the limit
+    settled: str | None = None  # an extended run settled it at an earlier look (evaluate/sequential.py), and how
     cost_per_1k_usd: float | None = None  # amortised, training included
     latency_p50_s: float = 0.0
     needs_training: bool = False
@@ -171,7 +172,9 @@ def _comparison_reason(c: Comparison, margin: float) -> str:
 def _eligible(candidates: Sequence[Candidate], max_failure_rate: float, verdict: Verdict) -> list[Candidate]:
     eligible = []
     for arm in candidates:
-        if arm.failure is not None or arm.quality is None:
+        if arm.settled is not None:
+            verdict.excluded[arm.name] = arm.settled
+        elif arm.failure is not None or arm.quality is None:
             verdict.excluded[arm.name] = f"it failed: {arm.failure or 'no predictions'}"
         elif arm.n and arm.failed / arm.n > max_failure_rate:
             verdict.excluded[arm.name] = f"{arm.failed} of {arm.n} requests failed"
