@@ -91,7 +91,8 @@ def plan_extension(experiment: Experiment, run_dir: Path) -> Plan:
     evaluated = {e.id for e in current}
     left = [e for e in split if e.id not in evaluated]
     if not left:
-        return Plan(None, f"Nothing to extend: all {len(split):,} examples of the frozen test split are scored.")
+        return Plan(None, f"Nothing to extend: all {len(split):,} examples of the frozen test split are scored; "
+                          "what is still inconclusive stays so at this test size.")
     size = _batch(experiment, len(current), len(left), results, contenders)
     if size == 0:
         return Plan(None, "Nothing to extend: evaluation.budget.minutes does not cover one more example for the "
