@@ -95,7 +95,8 @@ def test_extend_scores_more_examples_for_the_arms_in_contention_and_updates_the_
     assert "significantly worse than a at look 1" in results["verdict"]["excluded"]["weak"]
     assert results["arms"]["weak"]["summary"]["n"] == 60 and results["arms"]["a"]["summary"]["n"] == 120
     assert "Look 2 of an extended run" in " ".join(results["notes"])
-    assert "120 test examples" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "120 test examples" in report and "## Looks (an extended run)" in report and "| 2 | 120 |" in report
 
     # a plain resume and `tunewise report` keep the extension
     run_experiment(experiment, resume=run, log=lambda m: None)
