@@ -104,8 +104,10 @@ def test_extend_scores_more_examples_for_the_arms_in_contention_and_updates_the_
 
     # extending until the split is used up, then once more: nothing changes
     runner = CliRunner()
-    for _ in range(3):
-        runner.invoke(app, ["run", str(path), "--resume", str(run), "--extend", "--set", "evaluation.budget.examples=500"])
+    outputs = [runner.invoke(app, ["run", str(path), "--resume", str(run), "--extend", "--set",
+                                   "evaluation.budget.examples=500"]).output for _ in range(3)]
+    assert "Look 3: 120 more test examples (240 of 240)" in outputs[0] and "--extend (within evaluation.budget" \
+        in " ".join(outputs[0].split())
     final = json.loads((run / "results.json").read_text())
     assert final["test_examples"] == 240 and len(final["extension"]["looks"]) == 3
     assert sum(look["alpha"] for look in final["extension"]["looks"]) == pytest.approx(ALPHA)  # the split is used up

@@ -186,7 +186,10 @@ def _arms_to_run(arms: list[Any], looks: dict[str, Any] | None) -> list[Any]:
     if looks is None:
         return _order(arms)
     by_name = {a.name: a for a in arms}
-    return _order([by_name[name] for name in looks["looks"][-1]["contenders"] if name in by_name])
+    chosen = [by_name[name] for name in looks["looks"][-1]["contenders"] if name in by_name]
+    # an ensemble in contention reads its members' answers on the extra examples too, settled or not
+    members = [by_name[m] for arm in chosen for m in getattr(arm, "members", []) if m in by_name]
+    return _order(list({a.name: a for a in members + chosen}.values()))
 
 
 def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Prediction]],
