@@ -28,6 +28,7 @@ EXPONENTS = np.linspace(0.05, 3.0, 120)  # c: 0.05 is nearly logarithmic growth,
 FACTORS = (2, 4)
 WORDS = {2: "doubling", 4: "quadrupling"}
 MIN_POINTS = 3
+MAX_RESAMPLES = 2000  # R x grid x points floats: 2,000 keeps it a few MB; more would not change 95% bounds much
 
 
 def fit_power_law(n: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -84,6 +85,7 @@ def project(curve: Sequence[Mapping[str, Any]], *, test_examples: int, target: f
     params = fit_power_law(n, y)
     sigma = _noise(y, params[0, 0] - params[0, 1] * n ** -params[0, 2], test_examples)
     rng = np.random.default_rng(seed)
+    resamples = min(resamples, MAX_RESAMPLES)
     draws = fit_power_law(n, np.clip(y + rng.standard_normal((resamples, len(y))) * sigma, 0.0, 1.0))
     full = int(n.max())
     projections = []
