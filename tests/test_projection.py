@@ -65,6 +65,10 @@ def test_results_carry_the_projection_and_the_verdict_says_it(tmp_path):
     assert record["fitted"] and record["target_arm"] == results["verdict"]["recommended"]
     assert any(r.startswith("The learning curve of clf (3 points up to 200 training examples)")
                for r in results["verdict"]["reasons"])
+    from tunewise.report.plots import learning_curves
+
+    figure = learning_curves(results)
+    assert "clf, projected" in figure and "400" in figure and "800" in figure  # the 2x and 4x points are on the axis
     short = classify_run(tmp_path / "short", training=TRAINING)
     results = build_results(*short[:1], tmp_path / "short", "r", *short[1:], {})
     assert results["arms"]["clf"]["projection"]["fitted"] is False
