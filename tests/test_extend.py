@@ -115,3 +115,44 @@ def test_extend_scores_more_examples_for_the_arms_in_contention_and_updates_the_
     again = runner.invoke(app, ["run", str(path), "--resume", str(run), "--extend"])
     assert again.exit_code == 0 and "Nothing to extend: all 240 examples" in again.output
     assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def results_with(comparisons: list[dict], excluded: dict | None = None) -> dict:
+    arms = {"best": {"latency": {"compute_s_per_1k": 1000.0}}}
+    arms |= {c["arm"]: {"latency": {"compute_s_per_1k": 2000.0}} for c in comparisons}
+    return {"test_examples": 100, "arms": arms,
+            "verdict": {"comparisons": comparisons, "excluded": excluded or {}}}
+
+
+def comparison(arm: str, p: float, equivalence_p: float = 0.5, delta: float = -0.05) -> dict:
+    return {"arm": arm, "best": "best", "delta": delta, "p_adjusted": p, "equivalence_p": equivalence_p}
+
+
+def test_contention_reads_a_look_at_its_own_level():
+    from tunewise.evaluate.sequential import contention
+
+    results = results_with([comparison("worse", 1e-9), comparison("close", 0.3), comparison("same", 0.9, 1e-6)])
+    contenders, settled, resolved = contention(results, 1e-5, look=1)
+    assert contenders == ["best", "close", "same"] and list(settled) == ["worse"] and not resolved
+    assert "at look 1 (100 test examples, Holm-adjusted p=1e-09 below the look's level 1e-05)" in settled["worse"]
+    # at alpha the same p-value of 0.003 is significant; at an early look's spent level it is not
+    assert contention(results_with([comparison("x", 0.003)]), 0.05, 1)[2]
+    assert not contention(results_with([comparison("x", 0.003)]), 1e-4, 1)[2]
+
+
+def test_the_minutes_budget_caps_the_batch_at_the_contenders_measured_speed():
+    from tunewise.pipeline.extend import _batch
+
+    experiment = load_experiment_from({"budget": {"minutes": 1}})
+    results = results_with([comparison("close", 0.3)])
+    # 1 s + 2 s per example for the two arms: 60 s buy 20 examples, though 100 are evaluated and 500 left
+    assert _batch(experiment, 100, 500, results, ["best", "close"]) == 20
+    assert _batch(load_experiment_from({}), 100, 500, results, ["best", "close"]) == 100
+    assert _batch(load_experiment_from({"budget": {"examples": 30}}), 100, 10, results, ["best"]) == 10
+
+
+def load_experiment_from(evaluation: dict):
+    from tunewise.config import Experiment
+
+    return Experiment.model_validate({"name": "t", "data": {"path": "d.jsonl"}, "task": {"type": "classify"},
+                                      "arms": [{"name": "zs", "type": "zero_shot"}], "evaluation": evaluation})
