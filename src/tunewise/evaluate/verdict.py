@@ -2,7 +2,8 @@
 
 RULE (also printed in every report):
   1. Arms that failed, or whose share of failed requests is above evaluation.max_failure_rate, are out; so are
-     arms that do not meet a gate of evaluation.gates (evaluate/gates.py), with the figure and the limit.
+     arms that do not meet a gate of evaluation.gates (evaluate/gates.py), with the figure and the limit, and,
+     in a run extended with --extend, arms settled at an earlier look (evaluate/sequential.py).
   2. Every other arm is compared with the best arm (highest primary metric) on the same test examples and
      called one of: *equivalent* within evaluation.margin (the paired difference's 90% interval lies inside
      ±margin: two one-sided tests at alpha; this wins over a significant difference smaller than the
@@ -34,7 +35,8 @@ from typing import Any
 
 from tunewise.evaluate import money
 
-RULE = ("Arms with failures, and arms that do not meet a gate of evaluation.gates, are out. Each other arm is compared with the best arm: equivalent (the paired "
+RULE = ("Arms with failures, arms that do not meet a gate of evaluation.gates and, in an extended run, arms "
+        "settled at an earlier look are out. Each other arm is compared with the best arm: equivalent (the paired "
         "difference's 90% interval lies inside ±evaluation.margin), significantly worse (p < alpha after "
         "Holm's correction over all pairs) or inconclusive. Only the best arm and the arms equivalent to it qualify (or, with "
         "evaluation.quality_bar, those reaching the bar); of those the cheapest per request wins (training "
