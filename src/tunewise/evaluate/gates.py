@@ -42,6 +42,11 @@ def _plain(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _percent(value: float) -> str:
+    """92.5%, 90% (no trailing .0): a limit is shown as it was meant."""
+    return f"{value:.1%}".replace(".0%", "%")
+
+
 def _limit(gate: str, limit: float, show: Callable[[float], str]) -> str:
     return f"the gate {FIELD}.{gate} = {show(limit)}"
 
@@ -66,7 +71,7 @@ def _retention(arm: Mapping[str, Any], limit: float) -> Check:
     if value >= limit:
         return Check("min_retention", value, limit, True)
     return Check("min_retention", value, limit, False, f"general-capability retention {value:.1%} (forgetting probe) "
-                                                       f"is below {_limit('min_retention', limit, lambda v: f'{v:.0%}')}")
+                                                       f"is below {_limit('min_retention', limit, _percent)}")
 
 
 def _robustness(arm: Mapping[str, Any], limit: float) -> Check:
