@@ -59,6 +59,9 @@ class Experiment(Strict):
         if self.evaluation.primary_metric != "score" and self.task.type != "classify":
             raise ValueError(f"evaluation.primary_metric {self.evaluation.primary_metric!r} needs task.type classify; "
                              "use `score` for extract and generate")
+        if self.evaluation.gates.max_invalid_rate is not None and self.task.type != "extract":
+            raise ValueError(f"evaluation.gates.max_invalid_rate applies to extract tasks (answers that must be JSON); "
+                             f"task.type is {self.task.type}. Fix: remove the gate")
         if self.evaluation.baseline_arm is not None and self.evaluation.baseline_arm not in names:
             raise ValueError(f"evaluation.baseline_arm {self.evaluation.baseline_arm!r} is not an arm; known: {names}")
         return self

@@ -156,6 +156,38 @@ class RobustnessConfig(Strict):
                                                      "each perturbation re-runs every arm on them.")
 
 
+class GatesConfig(Strict):
+    """Hard limits an arm must meet to be considered at all; unset (the default) checks nothing."""
+
+    min_retention: float | None = Field(None, gt=0, le=1, description="Fine-tuned arms whose general-capability "
+                                                                      "retention (the forgetting probe's, "
+                                                                      "training/<arm>.json) is below this are out; arms "
+                                                                      "without a forgetting record pass.")
+    max_robustness_drop: float | None = Field(None, ge=0, le=1, description="Arms whose largest primary-metric drop "
+                                                                            "over evaluation.robustness's perturbations "
+                                                                            "is above this are out; needs perturbations.")
+    max_invalid_rate: float | None = Field(None, ge=0, le=1, description="Extract tasks: arms whose share of answers "
+                                                                         "that are not a valid JSON object (1 - "
+                                                                         "json_valid) is above this are out.")
+    max_p95_latency_s: float | None = Field(None, gt=0, description="Arms whose p95 seconds per request (the "
+                                                                    "single-request probe's when it ran) is above "
+                                                                    "this are out.")
+    max_cost_per_1k_usd: float | None = Field(None, ge=0, description="Arms whose USD per 1,000 requests, training "
+                                                                      "amortised, is above this are out; an arm whose "
+                                                                      "cost is unknown is out too.")
+
+
+class BudgetConfig(Strict):
+    """How much one `tunewise run --resume RUN --extend` may add; changing it does not change the run's config."""
+
+    examples: int | None = Field(None, ge=1, description="Most extra test examples one --extend scores for the arms "
+                                                        "in contention; default: as many as are evaluated now "
+                                                        "(each extension doubles the test set).")
+    minutes: float | None = Field(None, gt=0, description="Estimated minutes one --extend may take (the arms' "
+                                                          "measured compute seconds per example); fewer extra "
+                                                          "examples are scored to fit.")
+
+
 class EvaluationConfig(Strict):
     primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
         None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
@@ -194,6 +226,20 @@ class EvaluationConfig(Strict):
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig,
                                          description="Score drop of every arm on perturbed test inputs "
                                                      "(written to robustness.json).")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig,
+                                 description="What `tunewise run --resume RUN --extend` may add per call (examples "
+                                             "or minutes); it may be changed between calls.")
+    gates: GatesConfig = Field(default_factory=GatesConfig,
+                               description="Hard limits (retention, robustness drop, invalid outputs, p95 latency, "
+                                           "cost): an arm failing one is out of the verdict, with the reason.")
+
+    @model_validator(mode="after")
+    def _robustness_gate_has_perturbations(self) -> EvaluationConfig:
+        if self.gates.max_robustness_drop is not None and not self.robustness.perturbations:
+            raise ValueError("evaluation.gates.max_robustness_drop is set but evaluation.robustness has no "
+                             "perturbations, so there is no drop to gate on. Fix: add evaluation.robustness."
+                             "perturbations (e.g. [{kind: typos}]) or remove the gate")
+        return self
 
     @model_validator(mode="after")
     def _perturbation_names_unique(self) -> EvaluationConfig:

@@ -279,10 +279,13 @@ def run(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a field: --set arms.0.k=5")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder (skips finished work)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore and do not fill the answer cache")] = False,
+    extend: Annotated[bool, typer.Option("--extend", help="With --resume: score more of the frozen test split for "
+                                                          "the arms still in contention (evaluation.budget), "
+                                                          "with alpha spending over looks")] = False,
 ) -> None:
     """Run every arm of an experiment on one frozen split and print per-arm quality."""
 
-    _run(experiment, overrides, resume, no_cache, only_finetune=False, arms=None)
+    _run(experiment, overrides, resume, no_cache, only_finetune=False, arms=None, extend=extend)
 
 
 @app.command()
@@ -300,7 +303,7 @@ def train(
 
 
 def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache: bool, *, only_finetune: bool,
-         arms: list[str] | None) -> None:
+         arms: list[str] | None, extend: bool = False) -> None:
     """`run` and `train`. Under torchrun / accelerate launch every process runs this; process 0 prints, writes
     and evaluates, the others train quietly and exit 0 (see tunewise.train.ranks)."""
     from tunewise.arms import registry
@@ -323,6 +326,8 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
                 raise ConfigError(f"{path}: no finetune arm to train{f' named {arms}' if arms else ''}; "
                                   f"finetune arms: {names or 'none'}. Fix: add an arm with `type: finetune`")
             config.arms = chosen
+        if extend and not _plan_extension(config, resume):
+            return
         ranks = start()
         log = (lambda m: console.print(escape(m))) if ranks.main else (lambda m: None)
         with rich_progress(console) if ranks.main else nullcontext(no_progress) as progress:
@@ -343,6 +348,17 @@ def _run(path: Path, overrides: list[str] | None, resume: Path | None, no_cache:
         raise typer.Exit(0)
     render_result(result, console)
     raise typer.Exit(1 if result.failures else 0)
+
+
+def _plan_extension(config: Any, resume: Path | None) -> bool:
+    """--extend: write the next look (pipeline/extend.py) and say so; False when there is nothing to score."""
+    from tunewise.pipeline.extend import plan_extension
+
+    if resume is None:
+        raise fail("--extend needs the run to extend: tunewise run EXPERIMENT --resume RUN --extend")
+    plan = plan_extension(config, resume)
+    console.print(escape(plan.message))
+    return plan.look is not None
 
 
 @app.command()

@@ -51,6 +51,9 @@ def render_verdict(verdict: dict, run_dir: Path, console: Console) -> None:
     confidence = verdict.get("confidence")
     if confidence:
         console.print(f"[bold]{escape(confidence['summary'])}[/]")
+    if any(c["status"] == "inconclusive" for c in verdict.get("comparisons") or []):
+        console.print(f"More test examples may settle what is inconclusive: tunewise run EXPERIMENT --resume "
+                      f"{escape(str(run_dir))} --extend (within evaluation.budget, alpha spent over looks)")
     console.print(f"report: {escape(str(run_dir / 'report.html'))} (and report.md, results.json)")
 
 

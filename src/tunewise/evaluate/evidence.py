@@ -24,9 +24,12 @@ from tunewise.evaluate import cost as costs
 from tunewise.evaluate.baseline import majority_baseline
 from tunewise.evaluate.confidence import verdict_confidence
 from tunewise.evaluate.distillation import distillation_summary
+from tunewise.evaluate.gates import check_gates
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
+from tunewise.evaluate.projection import project, sentence
 from tunewise.evaluate.review import review_sheet
+from tunewise.evaluate.sequential import extended_test, read_looks, sequential_results
 from tunewise.evaluate.slices import slice_report
 from tunewise.evaluate.stats import compare, intervals, metric_family, resample_weights
 from tunewise.evaluate.verdict import Candidate, Verdict, decide, holm_family
@@ -64,7 +67,10 @@ def _arm_cost(arm: Any, predictions: Sequence[Prediction], experiment: Experimen
 
 
 def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task, test: Sequence[Example],
-                  done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str]) -> dict[str, Any]:
+                  done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str],
+                  settled: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """results.json of the arms in `done` on `test`; `settled` (an extended run's arms settled at an earlier look,
+    evaluate/sequential.py) are out of the verdict with their reason."""
     ev, cost_cfg = experiment.evaluation, experiment.cost
     seed, alpha, metric = experiment.split.seed, ev.alpha, ev.primary_metric
     notes: list[str] = []
@@ -107,21 +113,16 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
             "needs_training": registry.trains(arm) or training is not None,
             "train_examples": (training or {}).get("train_examples", registry.train_examples(arm, len(train_labels))),
         }
-    for name in finished:
-        record = (arms[name]["training"] or {}).get("distillation")
-        if record:
-            arms[name]["distillation"] = distillation_summary(
-                name, record, arms, aligned, run_dir,
-                lambda arm, preds: _arm_cost(arms_cfg[arm], preds, experiment, cost_known), cost_cfg.requests_per_day)
+    _distillations(arms, aligned, run_dir, lambda arm, preds: _arm_cost(arms_cfg[arm], preds, experiment, cost_known),
+                   cost_cfg.requests_per_day)
     pairwise = [compare(a, b, fams[a], fams[b], metric, weights, alpha, _correctness(aligned, a, b, metric, task),
                         ev.margin).to_dict() for a, b in combinations(finished, 2)]
     baseline = default_baseline(experiment, finished)
-    roi = {}
-    if baseline is not None:
-        base = _roi_view(arms[baseline], metric)
-        roi = {name: costs.roi(_roi_view(arms[name], metric), base, cost_cfg.requests_per_day)
-               for name in finished if name != baseline}
-    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights)
+    roi = _roi(arms, baseline, metric, cost_cfg.requests_per_day)
+    gates = check_gates(ev.gates.model_dump(), arms)
+    verdict = _verdict(experiment, arms, failures, pairwise, fams, weights, (gates or {}).get("out", {}),
+                       settled or {})
+    verdict.reasons += _projections(arms, verdict.recommended, len(ids), ev.bootstrap_resamples, seed)
     baseline_floor = _majority_floor(train_labels, task, examples, weights, 1 - alpha, metric, arms, notes)
     return {
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "experiment": experiment.name, "task": task.name,
@@ -136,11 +137,45 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "arms": arms, "majority_baseline": baseline_floor, "failures": dict(failures), "pairwise": pairwise,
         "baseline": baseline, "roi": roi,
         "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
-        "robustness": robustness or None,
+        "robustness": robustness or None, "gates": gates,
         "verdict": verdict.to_dict(),
         "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
         "notes": notes,
     }
+
+
+def _distillations(arms: dict[str, Any], aligned: Mapping[str, Sequence[Prediction]], run_dir: Path, cost_of: Any,
+                   requests_per_day: float) -> None:
+    """A distilled student's summary against its teacher (evaluate/distillation.py), on the arm itself."""
+    for name, arm in arms.items():
+        record = (arm["training"] or {}).get("distillation")
+        if record:
+            arm["distillation"] = distillation_summary(name, record, arms, aligned, run_dir, cost_of, requests_per_day)
+
+
+def _roi(arms: Mapping[str, Any], baseline: str | None, metric: str, requests_per_day: float) -> dict[str, Any]:
+    if baseline is None:
+        return {}
+    base = _roi_view(arms[baseline], metric)
+    return {name: costs.roi(_roi_view(arm, metric), base, requests_per_day) for name, arm in arms.items()
+            if name != baseline}
+
+
+def _projections(arms: Mapping[str, Any], recommended: str | None, test_examples: int, resamples: int,
+                 seed: int) -> list[str]:
+    """Each arm with a learning curve gets its projection (projection.py) against the recommended arm, on the
+    curve's own metric; returns the sentences for the verdict's reasons."""
+    said = []
+    for name, arm in arms.items():
+        curve = (arm.get("training") or {}).get("learning_curve")
+        if not curve:
+            continue
+        metric = curve[0].get("metric")
+        rival = (arms.get(recommended) or {}).get("metrics", {}).get(metric) if recommended else None
+        arm["projection"] = project(curve, test_examples=test_examples, target=rival["value"] if rival else None,
+                                    target_arm=recommended if rival else None, resamples=resamples, seed=seed)
+        said.append(sentence(name, arm["projection"]))
+    return said
 
 
 def _majority_floor(train_labels: list[str], task: Task, examples: Sequence[Example], weights: Any, confidence: float,
@@ -168,18 +203,21 @@ def _train_labels(run_dir: Path) -> list[str]:
 
 
 def _verdict(experiment: Experiment, arms: Mapping[str, Any], failures: Mapping[str, str],
-             pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None) -> Verdict:
-    """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence."""
+             pairwise: Sequence[dict[str, Any]], fams: Mapping[str, Any], weights: np.ndarray | None,
+             gated: Mapping[str, str], settled: Mapping[str, str]) -> Verdict:
+    """The rule applied to the arms' figures, then re-applied on the shared resamples for its confidence; arms
+    in `gated` (evaluate/gates.py: arm -> why) are out of both."""
     ev, seed = experiment.evaluation, experiment.split.seed
     metric, alpha = ev.primary_metric, ev.alpha
     volume = experiment.cost.requests_per_day * experiment.cost.horizon_days
-    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"))
-                  for a in experiment.arms if a.name not in arms]
+    candidates = [Candidate(name=a.name, type=a.type, quality=None, failure=failures.get(a.name, "no predictions"),
+                            settled=settled.get(a.name)) for a in experiment.arms if a.name not in arms]
     candidates += [Candidate(name=name, type=r["type"], quality=r["metrics"][metric]["value"],
                              low=r["metrics"][metric]["low"], high=r["metrics"][metric]["high"],
                              n=r["summary"]["n"], failed=r["summary"]["failed"],
                              cost_per_1k_usd=r["cost"]["amortised_per_1k_usd"],
-                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"])
+                             latency_p50_s=r["latency"]["latency_p50_s"], needs_training=r["needs_training"],
+                             gate=gated.get(name))
                    for name, r in arms.items()]
     verdict = decide(candidates, pairwise, metric=metric, alpha=alpha, margin=ev.margin, quality_bar=ev.quality_bar,
                      max_failure_rate=ev.max_failure_rate, volume=volume)
@@ -231,7 +269,8 @@ def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EvidenceError(f"{splits / 'test.jsonl'}: no frozen split in this run; run `tunewise run` first")
     parts = {name: read_examples(splits / f"{name}.jsonl").examples for name in ("train", "test")}
     task = make_task(experiment.task, parts["train"])
-    test = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+    base = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+    test = extended_test(base, parts["test"], read_looks(run_dir))
     ids = [e.id for e in test]
     done = {}
     for arm in experiment.arms:
@@ -244,8 +283,18 @@ def results_from_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise EvidenceError(f"{run_dir / 'predictions'}: no predictions; run `tunewise run` (or --resume) first")
     previous = _read_json(run_dir / "metrics.json", []) or {}
     failures = {k: v for k, v in (previous.get("failures") or {}).items() if k not in done}
-    results = build_results(experiment, run_dir, run.id, task, test, done, failures)
+    results = run_evidence(experiment, run_dir, run.id, task, test, done, failures)
     return results, metrics_summary(results, failures)
+
+
+def run_evidence(experiment: Experiment, run_dir: Path, run_id: str, task: Task, test: Sequence[Example],
+                 done: Mapping[str, Sequence[Prediction]], failures: Mapping[str, str]) -> dict[str, Any]:
+    """results.json of a run: build_results, or for a run extended with --extend (extend.json) its latest look
+    (evaluate/sequential.py), so `tunewise report` and a plain --resume never undo an extension."""
+    looks = read_looks(run_dir)
+    if looks is None:
+        return build_results(experiment, run_dir, run_id, task, test, done, failures)
+    return sequential_results(build_results, experiment, run_dir, run_id, task, test, done, failures, looks)
 
 
 def metrics_summary(results: Mapping[str, Any], failures: Mapping[str, str]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The decision rule: which arm to use, and whether fine-tuning earned its keep, in plain words.
 
 RULE (also printed in every report):
-  1. Arms that failed, or whose share of failed requests is above evaluation.max_failure_rate, are out.
+  1. Arms that failed, or whose share of failed requests is above evaluation.max_failure_rate, are out; so are
+     arms that do not meet a gate of evaluation.gates (evaluate/gates.py), with the figure and the limit, and,
+     in a run extended with --extend, arms settled at an earlier look (evaluate/sequential.py).
   2. Every other arm is compared with the best arm (highest primary metric) on the same test examples and
      called one of: *equivalent* within evaluation.margin (the paired difference's 90% interval lies inside
      ±margin: two one-sided tests at alpha; this wins over a significant difference smaller than the
@@ -33,7 +35,8 @@ from typing import Any
 
 from tunewise.evaluate import money
 
-RULE = ("Arms with failures are out. Each other arm is compared with the best arm: equivalent (the paired "
+RULE = ("Arms with failures, arms that do not meet a gate of evaluation.gates and, in an extended run, arms "
+        "settled at an earlier look are out. Each other arm is compared with the best arm: equivalent (the paired "
         "difference's 90% interval lies inside ±evaluation.margin), significantly worse (p < alpha after "
         "Holm's correction over all pairs) or inconclusive. Only the best arm and the arms equivalent to it qualify (or, with "
         "evaluation.quality_bar, those reaching the bar); of those the cheapest per request wins (training "
@@ -56,6 +59,8 @@ class Candidate:
     n: int = 0
     failed: int = 0
     failure: str | None = None  # the whole arm failed, and why
+    gate: str | None = None  # the arm works but does not meet a gate of evaluation.gates: the figure and the limit
+    settled: str | None = None  # an extended run settled it at an earlier look (evaluate/sequential.py), and how
     cost_per_1k_usd: float | None = None  # amortised, training included
     latency_p50_s: float = 0.0
     needs_training: bool = False
@@ -84,6 +89,7 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     qualifying: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)
+    gated: dict[str, str] = field(default_factory=dict)  # the part of `excluded` that is out by a gate
     best: str | None = None
     margin: float | None = None
     comparisons: list[Comparison] = field(default_factory=list)
@@ -92,7 +98,7 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"recommended": self.recommended, "headline": self.headline, "reasons": self.reasons,
-                "qualifying": self.qualifying, "excluded": self.excluded, "best": self.best, "margin": self.margin,
+                "qualifying": self.qualifying, "excluded": self.excluded, "gated": self.gated, "best": self.best, "margin": self.margin,
                 "comparisons": [asdict(c) for c in self.comparisons], "confidence": self.confidence,
                 "rule": self.rule}
 
@@ -168,10 +174,14 @@ def _comparison_reason(c: Comparison, margin: float) -> str:
 def _eligible(candidates: Sequence[Candidate], max_failure_rate: float, verdict: Verdict) -> list[Candidate]:
     eligible = []
     for arm in candidates:
-        if arm.failure is not None or arm.quality is None:
+        if arm.settled is not None:
+            verdict.excluded[arm.name] = arm.settled
+        elif arm.failure is not None or arm.quality is None:
             verdict.excluded[arm.name] = f"it failed: {arm.failure or 'no predictions'}"
         elif arm.n and arm.failed / arm.n > max_failure_rate:
             verdict.excluded[arm.name] = f"{arm.failed} of {arm.n} requests failed"
+        elif arm.gate is not None:
+            verdict.excluded[arm.name] = verdict.gated[arm.name] = arm.gate
         else:
             eligible.append(arm)
     verdict.reasons += [f"{name} is out: {why}." for name, why in verdict.excluded.items()]
@@ -186,7 +196,7 @@ def decide(candidates: Sequence[Candidate], tests: Sequence[Mapping[str, Any]], 
     verdict = Verdict(recommended=None, headline="", margin=margin)
     eligible = _eligible(candidates, max_failure_rate, verdict)
     if not eligible:
-        verdict.headline = "No verdict: every arm failed."
+        verdict.headline = _nothing_left(verdict)
         return verdict
     best = max(eligible, key=lambda a: a.quality)
     verdict.best = best.name
@@ -214,8 +224,25 @@ def decide(candidates: Sequence[Candidate], tests: Sequence[Mapping[str, Any]], 
         verdict.headline = _probably(chosen, best, contenders, verdict.comparisons, metric, margin)
     else:
         verdict.headline = _headline(chosen, best, eligible, status, verdict.comparisons, metric, margin,
-                                     quality_bar)
+                                     quality_bar, _tuned_out(candidates, verdict))
     return verdict
+
+
+def _nothing_left(verdict: Verdict) -> str:
+    """The headline when no arm is in the running: failures and gates are told apart."""
+    if not verdict.gated:
+        return "No verdict: every arm failed."
+    failed = len(verdict.excluded) - len(verdict.gated)
+    tail = f"; {failed} failed" if failed else ""
+    return (f"No verdict: no arm meets the gates of evaluation.gates ({len(verdict.gated)} out by a gate{tail}). "
+            "Loosen a gate only if the product can accept it.")
+
+
+def _tuned_out(candidates: Sequence[Candidate], verdict: Verdict) -> str:
+    """Why each fine-tuned arm that ran is out (a gate, a failure): when none is left, the headline says so
+    rather than "no fine-tuned arm was run"."""
+    out = [a.name for a in candidates if a.type == "finetune" and a.name in verdict.excluded]
+    return " ".join(f"The fine-tuned {name} is out: {verdict.excluded[name]}." for name in out)
 
 
 def pick(qualifying: Sequence[Candidate]) -> tuple[Candidate, list[Candidate]]:
@@ -264,7 +291,8 @@ def _probably(chosen: Candidate, best: Candidate, contenders: Sequence[Candidate
 
 
 def _headline(chosen: Candidate, best: Candidate, eligible: Sequence[Candidate], status: Mapping[str, str],
-              comparisons: Sequence[Comparison], metric: str, margin: float, quality_bar: float | None) -> str:
+              comparisons: Sequence[Comparison], metric: str, margin: float, quality_bar: float | None,
+              tuned_out: str = "") -> str:
     adjusted = {c.arm: c.p_adjusted for c in comparisons}
     tuned = [a for a in eligible if a.type == "finetune"]
     if chosen.type == "finetune":
@@ -273,8 +301,8 @@ def _headline(chosen: Candidate, best: Candidate, eligible: Sequence[Candidate],
         standing = ("reaches the quality bar" if quality_bar is not None else
                     "has the best quality" if chosen is best else f"is equivalent to the best, {best.name}, within "
                                                                   f"±{margin:g}")
-        return (f"Use {chosen.name}: it {standing} ({metric} {chosen.quality:.3f}) at the lowest cost; "
-                "no fine-tuned arm was run.")
+        ending = f"no fine-tuned arm is left in the running. {tuned_out}" if tuned_out else "no fine-tuned arm was run."
+        return f"Use {chosen.name}: it {standing} ({metric} {chosen.quality:.3f}) at the lowest cost; {ending}"
     top = max(tuned, key=lambda a: a.quality)
     p = f", adjusted p={adjusted[top.name]:.3g}" if top.name in adjusted else ""
     figures = f"{metric} {chosen.quality:.3f} vs {top.quality:.3f}{p}"

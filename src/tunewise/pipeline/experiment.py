@@ -22,7 +22,8 @@ from tunewise.arms.base import TrainingInterrupted
 from tunewise.arms.context import ArmContext, ProgressFactory, no_progress
 from tunewise.config import Experiment
 from tunewise.data.split import stratified_subset
-from tunewise.evaluate.evidence import build_results, metrics_summary
+from tunewise.evaluate.evidence import metrics_summary, run_evidence
+from tunewise.evaluate.sequential import extended_test, read_looks
 from tunewise.pipeline.inputs import (
     ExperimentError,
     check_label_names,
@@ -68,10 +69,21 @@ def start_or_resume(experiment: Experiment, resume: Path | None, command: list[s
         return create_run(experiment.runs_dir, command=command or sys.argv, config=config,
                           data_files=[data_path(experiment), *held, *task_data_paths(experiment)])
     run = open_run(resume)
-    if run.manifest.get("config") != config:
+    if not same_config(run.manifest.get("config"), config):
         raise ExperimentError(f"--resume {resume}: that run used a different configuration; start a new run, or "
                               "resume with the same experiment file and --set overrides")
     return run
+
+
+def same_config(recorded: Any, config: dict[str, Any]) -> bool:
+    """The run's configuration equals this one, except evaluation.budget, which only says how much a later
+    --extend may add and changes no figure of the run."""
+    def strip(c: Any) -> Any:
+        if not isinstance(c, dict):
+            return c
+        return c | {"evaluation": {k: v for k, v in (c.get("evaluation") or {}).items() if k != "budget"}}
+
+    return strip(recorded) == strip(config)
 
 
 def task_data_paths(experiment: Experiment) -> list[Path]:
@@ -120,6 +132,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         check_label_names(experiment.task.labels, parts["train"])
         task = make_task(experiment.task, parts["train"])
         test = stratified_subset(parts["test"], experiment.split.max_test, experiment.split.seed, bool(task.labels))
+        looks = read_looks(run.path)  # an extended run (--extend): its latest look's examples and arms
+        test = extended_test(test, parts["test"], looks)
         done: dict[str, list[Prediction]] = {}
         ctx = ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
                          cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"],
@@ -131,7 +145,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                          primary_metric=experiment.evaluation.primary_metric,
                          configs={arm.name: arm for arm in experiment.arms}, run_arm=registry.run,
                          latency_probe_seconds=experiment.evaluation.latency_probe_seconds)
-        for arm in _order(experiment.arms):
+        for arm in _arms_to_run(experiment.arms, looks):
             try:
                 done[arm.name] = registry.run(arm, ctx)
             except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
@@ -145,9 +159,10 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
                 log(f"arm {arm.name} failed: {failures[arm.name]}")
         if not ranks.main:  # process 0 evaluates, writes the evidence and the report
             return ExperimentResult(run, {}, seconds=time.perf_counter() - started)
-        robustness = _robustness(experiment, ctx, done, log)  # before the evidence, which reads robustness.json
+        # before the evidence, which reads robustness.json; an extension keeps the first look's
+        robustness = _robustness(experiment, ctx, done, log) if looks is None else {}
         # the evidence: metrics with intervals, paired tests, cost, verdict; results.json, report.md/.html
-        results = build_results(experiment, run.path, run.id, task, test, done, failures)
+        results = run_evidence(experiment, run.path, run.id, task, test, done, failures)
         summary = metrics_summary(results, failures)
         write_report(run.path, results, summary)
         metrics = summary["arms"]
@@ -164,6 +179,18 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         cache.close()
     return ExperimentResult(run, metrics, failures, experiment.evaluation.primary_metric, cache.hits, cache.misses,
                             time.perf_counter() - started, results["verdict"], robustness)
+
+
+def _arms_to_run(arms: list[Any], looks: dict[str, Any] | None) -> list[Any]:
+    """Every arm, ensembles last; in an extended run only the latest look's arms in contention, in its order
+    (cheapest first): the settled ones keep the figures of the look that settled them."""
+    if looks is None:
+        return _order(arms)
+    by_name = {a.name: a for a in arms}
+    chosen = [by_name[name] for name in looks["looks"][-1]["contenders"] if name in by_name]
+    # an ensemble in contention reads its members' answers on the extra examples too, settled or not
+    members = [by_name[m] for arm in chosen for m in getattr(arm, "members", []) if m in by_name]
+    return _order(list({a.name: a for a in members + chosen}.values()))
 
 
 def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Prediction]],

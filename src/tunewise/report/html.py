@@ -74,7 +74,7 @@ def _context(results: Mapping[str, Any]) -> dict[str, Any]:
     return {"r": results, "ranked": ranked, "columns": metric_columns(results), "metric": metric, "rule": RULE,
             "recommended": results["verdict"]["recommended"], "status_words": STATUS_WORDS,
             "comparisons": results["verdict"].get("comparisons") or [],
-            "confidence": results["verdict"].get("confidence")}
+            "confidence": results["verdict"].get("confidence"), "gates": results.get("gates")}
 
 
 def render_html(results: Mapping[str, Any]) -> str:

@@ -160,11 +160,28 @@ def learning_curves(results: Mapping[str, Any]) -> str | None:
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
         for name, points in curves.items():
             points = sorted(points, key=lambda p: p["train_examples"])
-            ax.plot([p["train_examples"] for p in points], [p["value"] for p in points], marker="o", label=name)
+            line, = ax.plot([p["train_examples"] for p in points], [p["value"] for p in points], marker="o", label=name)
+            _projected(ax, results["arms"][name].get("projection"), points[-1], line.get_color(), name)
         ax.set_xlabel("training examples")
         ax.set_ylabel(next(iter(curves.values()))[0]["metric"])
         ax.legend(frameon=False)
         return _svg(fig)
+
+
+def _projected(ax: Any, record: Mapping[str, Any] | None, last: Mapping[str, Any], colour: str, name: str) -> None:
+    """The fitted curve's projection to 2x and 4x the data (dashed, with its 95% interval) and the
+    recommended arm's level it is compared with (evaluate/projection.py)."""
+    if not record or not record.get("fitted"):
+        return
+    rows = record["projections"]
+    xs = [last["train_examples"]] + [p["train_examples"] for p in rows]
+    ax.plot(xs, [last["value"]] + [p["value"] for p in rows], linestyle="--", color=colour, alpha=0.8,
+            label=f"{name}, projected")
+    ax.errorbar([p["train_examples"] for p in rows], [p["value"] for p in rows], fmt="none", ecolor=colour,
+                yerr=[[p["value"] - p["low"] for p in rows], [p["high"] - p["value"] for p in rows]], capsize=3)
+    if record.get("target") is not None and record.get("target_arm") != name:
+        ax.axhline(record["target"], color="#888888", linestyle=":", linewidth=1,
+                   label=f"recommended {record['target_arm']}")
 
 
 def loss_curves(results: Mapping[str, Any]) -> str | None:
