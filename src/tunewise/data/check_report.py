@@ -7,6 +7,7 @@ print it with Rich or as JSON, and the fine-tuning API (later) can reuse the sam
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,13 @@ def check_file(
             issues.append(issue("tokenizer_unavailable", fallback))
     resolved_task = task or infer_task(data.examples, data.shape)
     limit = context_length or counter.context_length
-    lengths = counter.lengths(data.examples)
-    if data.examples or not any(i.code in FILE_STOPPERS for i in issues):
-        issues += run_checks(data.examples, data.shape, resolved_task, lengths, limit, options)
+    # The Rust tokenizer releases the GIL: counting tokens runs beside the pure-Python checks, which ask for
+    # the counts last (on 2 cores the tokenizer was a third of `check`'s time).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(counter.lengths, data.examples)
+        if data.examples or not any(i.code in FILE_STOPPERS for i in issues):
+            issues += run_checks(data.examples, data.shape, resolved_task, pending.result, limit, options)
+        lengths = pending.result()
     issues.sort(key=lambda i: i.line if i.line is not None else 0)
     stats = dataset_stats(data.examples, lengths, resolved_task)
     return CheckReport(path=Path(path), format=data.format, shape=data.shape, task=resolved_task,
