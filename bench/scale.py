@@ -34,6 +34,7 @@ from tunewise.data.check_report import check_file
 from tunewise.data.formats import read_examples
 from tunewise.data.split import split_examples
 from tunewise.models.index import build_index
+from tunewise.pipeline.progress import plain_progress
 from tunewise.train.classical import _features, _table, resolve_features, train_classical
 from tunewise.train.classical_search import families, search_space
 from tunewise.train.settings import ClassicalConfig
@@ -83,6 +84,21 @@ def stage(name: str, work: Callable[[], Any]) -> Any:
     result = work()
     print(f"stage {name:<18} {time.perf_counter() - start:8.1f} s   peak rss {_peak_mb():8.0f} MB", flush=True)
     return result
+
+
+def index_with_progress(texts: list[str]) -> Any:
+    """The retrieval arm's embedding index over the training pool (no disk cache: every run embeds), with the
+    plain progress lines a logged run prints."""
+    with plain_progress(lambda line: print(line, flush=True)) as factory, \
+            factory("retrieval index", len(texts)) as advance:
+        done = 0
+
+        def report(now: int, _total: int) -> None:
+            nonlocal done
+            advance(now - done)
+            done = now
+
+        return build_index("embedding", texts, model_path=bundled_embedder_path(), progress=report)
 
 
 def grid_search(train: list[Any], config: ClassicalConfig) -> Any:
@@ -158,8 +174,7 @@ def main() -> None:
         print(f"classical chose {model.best_model_name} {model.best_params} cv {model.cv_score:.4f} "
               f"rounds {model.rounds}", flush=True)
         if not args.skip_index:
-            stage("retrieval index", lambda: build_index("embedding", [e.input for e in train],
-                                                         model_path=bundled_embedder_path()))
+            stage("retrieval index", lambda: index_with_progress([e.input for e in train]))
         compare(train, config, args.repeats)
 
 
