@@ -46,13 +46,13 @@ def _distinct(tokenised: Sequence[list[str]], n: int) -> float:
     return round(len(seen) / total, 4) if total else 0.0
 
 
-def dataset_stats(examples: Sequence[Example], lengths: Lengths, task: str) -> dict[str, Any]:
+def text_stats(examples: Sequence[Example], task: str) -> dict[str, Any]:
+    """Everything but the token counts: `check` computes it while the tokenizer still runs in another thread."""
     words: dict[str, list[str]] = {}  # each distinct text split once, for the vocabulary and the diversity
     for e in examples:
         for m in e.messages:
             if m.content not in words:
                 words[m.content] = _WORD.findall(m.content.lower())
-    vocabulary: set[str] = set().union(*words.values())
 
     def split(text: str) -> list[str]:
         return words[text] if text in words else _WORD.findall(text.lower())
@@ -63,12 +63,7 @@ def dataset_stats(examples: Sequence[Example], lengths: Lengths, task: str) -> d
         "examples": len(examples),
         "messages_per_example": round(sum(len(e.messages) for e in examples) / len(examples), 2) if examples else 0,
         "with_system_prompt": sum(any(m.role == "system" for m in e.messages) for e in examples),
-        "tokens": {
-            "prompt": length_summary(lengths.prompt),
-            "output": length_summary(lengths.output),
-            "total": length_summary(lengths.total),
-        },
-        "vocabulary_size": len(vocabulary),
+        "vocabulary_size": len(set().union(*words.values())),
         "diversity": {
             "input_distinct_1": _distinct(inputs, 1),
             "input_distinct_2": _distinct(inputs, 2),
@@ -79,3 +74,13 @@ def dataset_stats(examples: Sequence[Example], lengths: Lengths, task: str) -> d
     if task == "classify":
         stats["labels"] = dict(Counter(e.label for e in examples).most_common())
     return stats
+
+
+def dataset_stats(examples: Sequence[Example], lengths: Lengths, task: str,
+                  text: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`text_stats` (or `text`, computed before) with the token length summaries, in the report's order."""
+    text = text_stats(examples, task) if text is None else text
+    tokens = {"prompt": length_summary(lengths.prompt), "output": length_summary(lengths.output),
+              "total": length_summary(lengths.total)}
+    head = {key: text[key] for key in ("examples", "messages_per_example", "with_system_prompt")}
+    return head | {"tokens": tokens} | {key: value for key, value in text.items() if key not in head}
