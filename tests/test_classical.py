@@ -111,6 +111,22 @@ def test_time_budget_stops_the_search_and_keeps_the_best_so_far(topics) -> None:
     assert accuracy(fitted, test) == 1.0
 
 
+def test_features_are_fitted_once_per_fold_and_shared_by_the_candidates(topics, monkeypatch) -> None:
+    from sklearn.compose import ColumnTransformer
+
+    rows: list[int] = []
+    original = ColumnTransformer.fit_transform
+
+    def counted(self, X, y=None, **params):
+        rows.append(len(X))
+        return original(self, X, y, **params)
+
+    monkeypatch.setattr(ColumnTransformer, "fit_transform", counted)
+    fitted = train_classical(topics[0], ClassicalConfig(model="logreg", search="grid", cv=3))
+    assert len(rows) == 3 + 1  # 5 candidates x 3 folds share 3 fits; then the refit on all rows
+    assert rows[-1] == len(topics[0]) and fitted.cv_score > 0.9
+
+
 def test_forest_joins_auto_only_where_it_can_pay() -> None:
     from tunewise.train.classical_search import families
 

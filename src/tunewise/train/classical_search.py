@@ -116,15 +116,17 @@ def _fingerprint(table: Any) -> int:
 
 
 # Feature caches of the searches running in this process, by token: a parameter holding the dict itself would be
-# deep-copied by every `clone`, so candidates hold the token.
-_CACHES: dict[int, dict[Any, Any]] = {}
+# deep-copied by every `clone`, so candidates hold the token. Each cache keeps its newest `capacity` entries.
+_CACHES: dict[int, tuple[dict[Any, Any], int]] = {}
 
 
 @contextmanager
-def shared_cache() -> Iterator[int]:
-    """A fresh feature cache for one search, dropped (with its matrices) when the search ends."""
+def shared_cache(capacity: int) -> Iterator[int]:
+    """A fresh feature cache for one search, dropped (with its matrices) when the search ends. A round needs a
+    fitted transformer and a transformed held-out fold per fold, so `capacity` 2 x folds (+ the refit) keeps a
+    round whole while earlier rounds' matrices are let go."""
     token = max(_CACHES, default=0) + 1
-    _CACHES[token] = {}
+    _CACHES[token] = ({}, capacity)
     try:
         yield token
     finally:
@@ -142,15 +144,22 @@ class SharedFeatures(BaseEstimator, TransformerMixin):
         self.features = features
         self.cache = cache
 
-    def _store(self) -> dict[Any, Any]:
-        return _CACHES.get(self.cache, {})  # outside its search (e.g. unpickled): nothing shared, still correct
+    def _cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        store, capacity = _CACHES.get(self.cache, ({}, 0))  # outside its search: nothing shared, still correct
+        if key not in store:
+            store[key] = compute()
+            while len(store) > capacity > 0:
+                del store[next(iter(store))]  # the oldest: a finished round's
+        return store[key]
 
     def fit_transform(self, X: Any, y: Any = None, **params: Any) -> Any:
-        store, key = self._store(), ("fit", _fingerprint(X))
-        if key not in store:
+        self.fit_key_ = ("fit", _fingerprint(X))
+
+        def fit() -> tuple[Any, Any]:
             fitted = clone(self.features)
-            store[key] = (fitted, fitted.fit_transform(X))
-        self.fitted_, matrix = store[key]
+            return fitted, fitted.fit_transform(X)
+
+        self.fitted_, matrix = self._cached(self.fit_key_, fit)
         return matrix
 
     def fit(self, X: Any, y: Any = None) -> SharedFeatures:
@@ -158,10 +167,8 @@ class SharedFeatures(BaseEstimator, TransformerMixin):
         return self
 
     def transform(self, X: Any) -> Any:
-        store, key = self._store(), ("transform", id(self.fitted_), _fingerprint(X))
-        if key not in store:
-            store[key] = self.fitted_.transform(X)
-        return store[key]
+        # keyed by the rows the transformer was fitted on (not its id, which a freed object's successor may reuse)
+        return self._cached(("transform", self.fit_key_, _fingerprint(X)), lambda: self.fitted_.transform(X))
 
 
 def unwrap(pipeline: Pipeline) -> Pipeline:
@@ -302,7 +309,7 @@ def run_search(table: np.ndarray, labels: list[str], features: Any, config: Clas
     description = f"search, {len(the_plan.rounds)} round(s)"
     total = the_plan.units(config.cv)
     with (progress(description, total) if progress else nullcontext(lambda n: None)) as advance, \
-            shared_cache() as token, parallel_backend("threading"):
+            shared_cache(2 * config.cv + 1) as token, parallel_backend("threading"):
         monitor = Monitor(config.scoring, config.cv, started + budget, advance, total - len(labels))
         pipeline = Pipeline([("features", SharedFeatures(features, token)), ("clf", space[0]["clf"][0])])
         search = _searcher(config, pipeline, space, the_plan, monitor)
