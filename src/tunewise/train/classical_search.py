@@ -16,7 +16,6 @@ This module knows nothing about run folders or progress bars: progress is a call
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -314,9 +313,7 @@ def run_search(table: np.ndarray, labels: list[str], features: Any, config: Clas
         pipeline = Pipeline([("features", SharedFeatures(features, token)), ("clf", space[0]["clf"][0])])
         search = _searcher(config, pipeline, space, the_plan, monitor)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # halving's "n_resources < min" notes on tiny folds
-                search.fit(table, labels)
+            search.fit(table, labels)
             best, clf, score, early = search.best_estimator_, search.best_estimator_.named_steps["clf"], \
                 float(search.best_score_), False
         except BudgetSpent:
