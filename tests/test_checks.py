@@ -147,3 +147,16 @@ def test_real_tokenizer_counts_the_chat_template(write):
     rendered = counter.tokenizer.apply_chat_template([m.to_dict() for m in example.messages], tokenize=False)
     assert lengths.total[0] == len(counter.tokenizer(rendered, add_special_tokens=False)["input_ids"])
     assert lengths.output[0] == len(counter.tokenizer("Paris.", add_special_tokens=False)["input_ids"])
+
+
+def test_ascii_normalise_equals_normalise_on_every_ascii_character() -> None:
+    """The check's fast path for ASCII text must give the same near-duplicate keys as the shared normaliser."""
+    import random
+
+    from tunewise.data.checks import ascii_normalise
+    from tunewise.data.textnorm import normalise
+
+    rng = random.Random(0)
+    texts = ["".join(rng.choices([chr(c) for c in range(128)], k=rng.randint(0, 40))) for _ in range(2000)]
+    texts += ["Hello,  World_x\n\tfoo--BAR", "", "   ", "a_b", "\x00\x1fZ"]
+    assert [ascii_normalise(t) for t in texts] == [normalise(t) for t in texts]

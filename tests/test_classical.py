@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 
 import pytest
 from pydantic import ValidationError
@@ -77,12 +78,63 @@ def test_each_family_learns_separable_text(topics, model, kind, params) -> None:
 def test_auto_and_random_search_report_plain_json_params(topics) -> None:
     train, test = topics
     auto = train_classical(train, ClassicalConfig(model="auto"))
-    assert auto.best_model_name in {"logreg", "linear_svm", "random_forest"}
+    assert auto.best_model_name in {"logreg", "linear_svm", "complement_nb", "random_forest"}
     randomised = train_classical(train, ClassicalConfig(model="logreg", search="random", n_iter=3))
     assert type(randomised.best_params["C"]) is float  # a numpy scalar from scipy would not be JSON
     for fitted in (auto, randomised):
         json.dumps(fitted.best_params)
         assert accuracy(fitted, test) == 1.0
+
+
+def test_halving_search_runs_in_rounds_and_reports_progress_in_row_fits() -> None:
+    train = topic_examples(200, seed=3)
+    seen: list[tuple[str, int]] = []
+    done: list[int] = []
+
+    @contextmanager
+    def progress(description: str, total: int):
+        seen.append((description, total))
+        yield done.append
+
+    fitted = train_classical(train, ClassicalConfig(model="auto"), progress)
+    candidates = [count for count, _ in fitted.rounds]
+    assert len(fitted.rounds) >= 2 and candidates == sorted(candidates, reverse=True)
+    assert [rows for _, rows in fitted.rounds] == sorted(rows for _, rows in fitted.rounds)
+    assert fitted.rounds[-1][1] <= len(train) and fitted.cv_score > 0.9 and not fitted.stopped_early
+    assert len(seen) == 1 and sum(done) == seen[0][1]  # the bar ends exactly full
+
+
+def test_time_budget_stops_the_search_and_keeps_the_best_so_far(topics) -> None:
+    train, test = topic_examples(200, seed=3), topics[1]
+    fitted = train_classical(train, ClassicalConfig(model="auto", time_budget_s=1e-6))
+    assert fitted.stopped_early and fitted.best_model_name in {"logreg", "linear_svm", "complement_nb"}
+    assert accuracy(fitted, test) == 1.0
+
+
+def test_features_are_fitted_once_per_fold_and_shared_by_the_candidates(topics, monkeypatch) -> None:
+    from sklearn.compose import ColumnTransformer
+
+    rows: list[int] = []
+    original = ColumnTransformer.fit_transform
+
+    def counted(self, X, y=None, **params):
+        rows.append(len(X))
+        return original(self, X, y, **params)
+
+    monkeypatch.setattr(ColumnTransformer, "fit_transform", counted)
+    fitted = train_classical(topics[0], ClassicalConfig(model="logreg", search="grid", cv=3))
+    assert len(rows) == 3 + 1  # 5 candidates x 3 folds share 3 fits; then the refit on all rows
+    assert rows[-1] == len(topics[0]) and fitted.cv_score > 0.9
+
+
+def test_forest_joins_auto_only_where_it_can_pay() -> None:
+    from tunewise.train.classical_search import families
+
+    assert "random_forest" in families(ClassicalConfig(), 500)
+    assert "random_forest" not in families(ClassicalConfig(), 50_000)
+    assert "random_forest" in families(ClassicalConfig(categorical_features=["region"]), 50_000)
+    assert "complement_nb" not in families(ClassicalConfig(numeric_features=["age"]), 500)  # scaled: may be negative
+    assert families(ClassicalConfig(model="random_forest"), 50_000) == ("random_forest",)
 
 
 def test_categorical_metadata_alone_can_carry_the_label() -> None:
@@ -172,7 +224,8 @@ def test_unlabelled_example_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"scoring": "f1_banana"}, {"ngram_range": (2, 1)}, {"cv": 1}, {"n_jobs": 0},
-                                 {"model": "xgboost"}, {"max_feature": 10}])
+                                 {"model": "xgboost"}, {"max_feature": 10}, {"time_budget_s": 0},
+                                 {"search": "bayes"}])
 def test_config_rejects_bad_values(bad) -> None:
     with pytest.raises(ValidationError):
         ClassicalConfig(**bad)

@@ -145,6 +145,9 @@ def test_classical_arm_runs_saves_its_model_and_reuses_the_fit(experiment_file, 
     assert (first.run.path / "models" / "tfidf" / "pipeline.joblib").is_file()
     prediction = next(iter(PredictionStore(first.run.path / "predictions" / "tfidf.jsonl").done.values()))
     assert sum(prediction.scores.values()) == pytest.approx(1.0)
+    for result in (first, second):  # the search is the arm's training cost, also when its fit came from the cache
+        training = json.loads((result.run.path / "training" / "tfidf.json").read_text())
+        assert training["seconds"] > 0 and training["best_model"] == "logreg"
 
 
 @pytest.mark.parametrize("task,rows", [

@@ -237,3 +237,30 @@ def test_bm25_query_with_no_known_word_does_not_favour_empty_documents() -> None
 def test_bm25_corpus_without_words_is_an_error() -> None:
     with pytest.raises(RetrievalError, match="no searchable words"):
         BM25Index.build(["the", "and of", ""])
+
+
+def test_the_retrieval_arm_shows_its_index_build_as_a_bar_that_ends_full() -> None:
+    """Issue 17 item 7: the index (minutes on tens of thousands of texts) has a bar of its own, fed by the
+    embedding's progress(done, total); an index with no steps (BM25, a cache hit) still ends full."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from tunewise.arms.retrieval import RetrievalArm, _index_progress
+
+    bars: list[tuple[str, int, list[int]]] = []
+
+    @contextmanager
+    def progress(description: str, total: int):
+        steps: list[int] = []
+        bars.append((description, total, steps))
+        yield steps.append
+
+    arm = RetrievalArm(name="rag", type="retrieval", retriever="bm25")
+    ctx = SimpleNamespace(progress=progress)
+    with _index_progress(arm, ctx, 10) as report:
+        report(4, 10)
+        report(4, 10)
+        report(8, 10)
+    with _index_progress(arm, ctx, 3):
+        pass
+    assert bars == [("rag (index)", 10, [4, 4, 2]), ("rag (index)", 3, [3])]

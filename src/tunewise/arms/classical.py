@@ -1,10 +1,14 @@
 """The classical arm: TF-IDF (+ metadata features) into a linear model or a random forest, chosen by a
 cross-validated search on the training split (the engine is train/classical.py; this module is the glue that
 fits, caches, saves and scores it in a run, and serves the saved model).
+
+The search is this arm's training: its seconds go to training/<arm>.json like a fine-tuned arm's, so the
+cost and ROI tables count what the baseline took to build (a cached search counts its original seconds).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +41,17 @@ def serve(arm: ClassicalArm, run: Any) -> Any:
     return run.classical(arm.name)
 
 
+def _write_training(arm: ClassicalArm, ctx: ArmContext, model: Any) -> None:
+    """The search's seconds as this arm's training record (read by evaluate/cost.py like a fine-tune's)."""
+    from tunewise.store.atomic import atomic_write_text
+
+    record = {"method": f"classical {arm.settings.search} search", "precision": "fp64",
+              "seconds": model.search_seconds, "best_model": model.best_model_name, "best_params": model.best_params,
+              "cv_score": model.cv_score, "scoring": arm.settings.scoring, "rounds": model.rounds,
+              "stopped_early": model.stopped_early, "train_examples": len(ctx.train), "gap_warning": None}
+    atomic_write_text(ctx.run_dir / "training" / f"{arm.name}.json", json.dumps(record, indent=2) + "\n")
+
+
 def run(arm: ClassicalArm, ctx: ArmContext) -> list[Prediction]:
     """The classical arm in a run: fit on the training split (or reuse the identical fit from the cache),
     save the model into the run folder, and write one prediction per test example with per-label scores."""
@@ -54,11 +69,11 @@ def run(arm: ClassicalArm, ctx: ArmContext) -> list[Prediction]:
     if cached:
         model = ClassicalModel.load(cached_folder)
     else:
-        with ctx.progress(f"{arm.name} (search)", 1) as advance:
-            model = train_classical(ctx.train, arm.settings)
-            advance(1)
+        model = train_classical(ctx.train, arm.settings,
+                                lambda what, total: ctx.progress(f"{arm.name} ({what})", total))
         model.save(cached_folder)
     model.save(ctx.run_dir / "models" / arm.name)
+    _write_training(arm, ctx, model)
     ctx.log(f"{arm.name}: {model.best_model_name} {model.best_params} (cv {arm.settings.scoring} "
             f"{model.cv_score:.3f}, search {model.search_seconds:.1f} s{', cached' if cached else ''})")
     store = ctx.store(arm.name)

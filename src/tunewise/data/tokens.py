@@ -67,8 +67,10 @@ class TokenCounter:
         return self._overheads[roles]
 
     def lengths(self, examples: Sequence[Example]) -> Lengths:
-        contents = [m.content for e in examples for m in e.messages]
-        counts = iter(self.count_texts(contents))
+        # Each distinct text is tokenized once: a system prompt or a label repeats on every line.
+        distinct = list(dict.fromkeys(m.content for e in examples for m in e.messages))
+        by_text = dict(zip(distinct, self.count_texts(distinct)))
+        counts = iter([by_text[m.content] for e in examples for m in e.messages])
         prompt, output, total = [], [], []
         for example in examples:
             per_message = [next(counts) for _ in example.messages]

@@ -208,7 +208,14 @@ def _robustness(experiment: Experiment, ctx: ArmContext, done: dict[str, list[Pr
 
 @contextmanager
 def rich_progress(console: Any) -> Iterator[ProgressFactory]:
-    """One Rich progress bar per arm with count and ETA."""
+    """One Rich progress bar per arm with count and ETA on a terminal; plain timed lines elsewhere (a log file
+    would otherwise get every bar only at the end)."""
+    if not console.is_terminal:
+        from tunewise.pipeline.progress import plain_progress
+
+        with plain_progress(lambda line: console.print(line, highlight=False, markup=False)) as factory:
+            yield factory
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -1,8 +1,8 @@
-"""The classical baseline: TF-IDF plus metadata features into a linear model or a random forest.
+"""The classical baseline: TF-IDF plus metadata features into a linear model, naive Bayes or a random forest.
 
 A fair head-to-head needs a strong cheap baseline, not a strawman, so the estimator and its main
 hyperparameter are chosen by a stratified cross-validated search on the training split only (the test split
-never reaches this module). Text becomes word 1-2 gram TF-IDF with sublinear tf; numeric metadata keys are
+never reaches this module; the search itself, successive halving under a time budget, is classical_search.py). Text becomes word 1-2 gram TF-IDF with sublinear tf; numeric metadata keys are
 standard-scaled and categorical ones one-hot encoded, so a column like "channel" or "account age" can carry
 the prediction when the text does not.
 
@@ -15,24 +15,22 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import joblib
 import numpy as np
 import sklearn
-from scipy.stats import loguniform, randint
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, StratifiedKFold
+from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
@@ -41,32 +39,18 @@ from tunewise import __version__
 from tunewise.data.values import is_missing, parse_number
 from tunewise.schema import Example
 from tunewise.store.atomic import atomic_dir
+from tunewise.train.classical_search import ProgressFactory, run_search
 from tunewise.train.settings import ClassicalConfig
 
-ModelName = Literal["logreg", "linear_svm", "random_forest"]
+ModelName = Literal["logreg", "linear_svm", "complement_nb", "random_forest"]
 ScoreKind = Literal["probability", "softmax_decision"]
-MODEL_NAMES: tuple[ModelName, ...] = ("logreg", "linear_svm", "random_forest")
+MODEL_NAMES: tuple[ModelName, ...] = ("logreg", "linear_svm", "complement_nb", "random_forest")
 META_FILE = "tunewise-classical.json"
 PIPELINE_FILE = "pipeline.joblib"
 FOLDER_KIND = "tunewise-classical-model"
 FORMAT_VERSION = 1
 # Problems beyond this many are counted, not listed: the first few show the pattern, all of them scroll away.
 MAX_LISTED = 10
-
-# Small grids around the values that usually win on text: TF-IDF features are many and sparse, so the best C
-# is usually >= 1 (on BBC News both linear models pick C=10). Every candidate refits the vectorizer on each
-# fold, so a grid of three C values costs a quarter less than four. The forest varies size and depth.
-_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "logreg": {"C": [1.0, 10.0, 100.0]},
-    "linear_svm": {"C": [0.1, 1.0, 10.0]},
-    "random_forest": {"n_estimators": [100, 300], "max_depth": [None, 50]},
-}
-_DISTRIBUTIONS: dict[str, dict[str, Any]] = {
-    "logreg": {"C": loguniform(1e-2, 1e3)},
-    "linear_svm": {"C": loguniform(1e-3, 1e2)},
-    "random_forest": {"n_estimators": randint(50, 400), "max_depth": [None, 10, 30, 100],
-                      "min_samples_leaf": [1, 2, 4]},
-}
 
 
 class ClassicalError(ValueError):
@@ -136,27 +120,9 @@ def _features(config: ClassicalConfig) -> ColumnTransformer:
     return ColumnTransformer(parts)
 
 
-def _estimator(name: str, config: ClassicalConfig) -> BaseEstimator:
-    if name == "logreg":
-        # newton-cg: 5 Newton steps where lbfgs needs 30-50 on 50k sparse TF-IDF columns (BBC: ~0.6 s vs 2-7 s a fit).
-        return LogisticRegression(solver="newton-cg", max_iter=1000, class_weight=config.class_weight,
-                                  random_state=config.seed)
-    if name == "linear_svm":
-        return LinearSVC(max_iter=5000, class_weight=config.class_weight, random_state=config.seed)
-    return RandomForestClassifier(class_weight=config.class_weight, random_state=config.seed, n_jobs=1)
-
-
 def _model_name(estimator: BaseEstimator) -> ModelName:
-    return {LogisticRegression: "logreg", LinearSVC: "linear_svm", RandomForestClassifier: "random_forest"}[
-        type(estimator)]  # type: ignore[return-value]
-
-
-def _search_space(config: ClassicalConfig) -> list[dict[str, Any]]:
-    """One entry per family; the `clf` step is itself a searched parameter, so `auto` is one search."""
-    names = MODEL_NAMES if config.model == "auto" else (config.model,)
-    space = _GRIDS if config.search == "grid" else _DISTRIBUTIONS
-    return [{"clf": [_estimator(name, config)], **{f"clf__{key}": values for key, values in space[name].items()}}
-            for name in names]
+    return {LogisticRegression: "logreg", LinearSVC: "linear_svm", ComplementNB: "complement_nb",
+            RandomForestClassifier: "random_forest"}[type(estimator)]  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- checks
@@ -196,6 +162,9 @@ class ClassicalModel:
     best_params: dict[str, Any]
     cv_score: float
     search_seconds: float
+    # (candidates, rows) per round of the search; stopped_early: the time budget ended it
+    rounds: list[tuple[int, int]] = field(default_factory=list)
+    stopped_early: bool = False
 
     @property
     def labels(self) -> list[str]:
@@ -228,7 +197,7 @@ class ClassicalModel:
         folder = Path(folder)
         meta = {"kind": FOLDER_KIND, "format_version": FORMAT_VERSION, "best_model_name": self.best_model_name,
                 "best_params": self.best_params, "cv_score": self.cv_score, "search_seconds": self.search_seconds,
-                "labels": self.labels, "score_kind": self.score_kind, "config": self.config.model_dump(mode="json"),
+                "rounds": self.rounds, "stopped_early": self.stopped_early, "labels": self.labels, "score_kind": self.score_kind, "config": self.config.model_dump(mode="json"),
                 "versions": {"tunewise": __version__, "scikit-learn": sklearn.__version__}}
         with atomic_dir(folder) as tmp:
             joblib.dump(self.pipeline, tmp / PIPELINE_FILE)
@@ -263,12 +232,8 @@ class ClassicalModel:
                                  f"Pipeline. Fix: re-save the model.")
         return cls(pipeline=pipeline, config=ClassicalConfig.model_validate(meta["config"]),
                    best_model_name=meta["best_model_name"], best_params=meta["best_params"],
-                   cv_score=float(meta["cv_score"]), search_seconds=float(meta["search_seconds"]))
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars (from the random search's distributions) as Python numbers, so best_params is JSON."""
-    return value.item() if isinstance(value, np.generic) else value
+                   cv_score=float(meta["cv_score"]), search_seconds=float(meta["search_seconds"]),
+                   rounds=[tuple(r) for r in meta.get("rounds", [])], stopped_early=bool(meta.get("stopped_early")))
 
 
 def resolve_features(train: Sequence[Example], config: ClassicalConfig) -> ClassicalConfig:
@@ -287,27 +252,16 @@ def resolve_features(train: Sequence[Example], config: ClassicalConfig) -> Class
     return config.model_copy(update={"features": [], "numeric_features": numeric, "categorical_features": categorical})
 
 
-def train_classical(train: Sequence[Example], config: ClassicalConfig | None = None) -> ClassicalModel:
-    """Search the configured families on stratified folds of `train`, then refit the best on all of it."""
+def train_classical(train: Sequence[Example], config: ClassicalConfig | None = None,
+                    progress: ProgressFactory | None = None) -> ClassicalModel:
+    """Search the configured families on stratified folds of `train`, then refit the best on all of it.
+
+    `progress(description, total)` (the arms' progress factory) shows the search in row-fits, with an ETA.
+    """
     config = resolve_features(train, config or ClassicalConfig())
     labels = _labels(train, config)
-    table = _table(train, config)
-    folds = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seed)
-    space = _search_space(config)
-    # No pipeline `memory`: caching the TF-IDF step pickles every fold's text and vocabulary with joblib's
-    # pure-Python pickler, which measured slower (BBC, logreg grid: 56 s) than refitting it (39 s).
-    pipeline = Pipeline([("features", _features(config)), ("clf", space[0]["clf"][0])])
-    if config.search == "grid":
-        search: GridSearchCV | RandomizedSearchCV = GridSearchCV(
-            pipeline, space, scoring=config.scoring, cv=folds, n_jobs=config.n_jobs, refit=True)
-    else:
-        search = RandomizedSearchCV(pipeline, space, n_iter=config.n_iter, scoring=config.scoring, cv=folds,
-                                    n_jobs=config.n_jobs, refit=True, random_state=config.seed)
-    started = time.perf_counter()
-    search.fit(table, labels)
-    seconds = time.perf_counter() - started
-    best: Pipeline = search.best_estimator_
-    params = {key.removeprefix("clf__"): _plain(value) for key, value in sorted(search.best_params_.items())
-              if key != "clf"}
-    return ClassicalModel(pipeline=best, config=config, best_model_name=_model_name(best.named_steps["clf"]),
-                          best_params=params, cv_score=float(search.best_score_), search_seconds=seconds)
+    result = run_search(_table(train, config), labels, _features(config), config, progress)
+    return ClassicalModel(pipeline=result.pipeline, config=config,
+                          best_model_name=_model_name(result.pipeline.named_steps["clf"]), best_params=result.params,
+                          cv_score=result.cv_score, search_seconds=result.seconds, rounds=result.rounds,
+                          stopped_early=result.stopped_early)
