@@ -112,7 +112,10 @@ _ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not chr(c).i
 
 
 def ascii_normalise(text: str) -> str:
-    """`textnorm.normalise` for ASCII text (the caller checks `text.isascii()`)."""
+    """`textnorm.normalise` for ASCII text (the caller checks `text.isascii()`). Text with a `<` or an `&` may
+    hold markup or entities, which `normalise` decodes and drops first, so it takes the full path."""
+    if "<" in text or "&" in text:
+        return normalise(text)
     return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
 
 
