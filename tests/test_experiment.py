@@ -211,4 +211,6 @@ def test_each_arm_gets_a_single_request_latency_probe_once(experiment_file, tmp_
         latency = results["arms"][name]["latency"]
         assert latency["source"] == "probe" and latency["latency_p95_s"] == pytest.approx(record["p95_s"])
         assert latency["latency_p50_s"] == pytest.approx(record["p50_s"]) and latency["probe_cpus"] == record["cpus"]
+        metrics = json.loads((first.run.path / "metrics.json").read_text())["arms"][name]
+        assert metrics["latency_p50_s"] == pytest.approx(record["p50_s"])  # the CLI table shows the probe too
     assert "probe, 5 requests" in (first.run.path / "report.html").read_text()

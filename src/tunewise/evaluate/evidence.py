@@ -301,7 +301,9 @@ def metrics_summary(results: Mapping[str, Any], failures: Mapping[str, str]) -> 
     """metrics.json: the flat per-arm figures earlier stages and scripts read (accuracy, macro_f1, score ...)."""
     arms = {}
     for name, arm in results["arms"].items():
-        arms[name] = dict(arm["summary"], compute_s_per_1k=arm["latency"]["compute_s_per_1k"])
+        # p50 as the report and the verdict read it: the single-request probe's where there is one
+        arms[name] = dict(arm["summary"], compute_s_per_1k=arm["latency"]["compute_s_per_1k"],
+                          latency_p50_s=arm["latency"]["latency_p50_s"])
         if arm["cost"]["per_1k_usd"] is not None:
             arms[name]["cost_per_1k_usd"] = arm["cost"]["per_1k_usd"]
     return {"task": results["task"], "test_examples": results["test_examples"],
