@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import chat
 from test_checks import unique_chats
 from typer.testing import CliRunner
 
 from tunewise.cli.app import app
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bbc-news.yaml"
 
 runner = CliRunner()
 
@@ -113,17 +117,28 @@ def test_chat_helper_builds_valid_records(write):
 def test_demo_checks_the_bundled_data_and_runs_the_head_to_head(tmp_path):
     """The real bundled model and data end to end, shrunk to a 10-article test set (BM25 instead of
     embedding 1,558 training articles) so it fits CI; `make demo` runs the full example."""
+    config = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    at = {arm["name"]: i for i, arm in enumerate(config["arms"])}  # indices of the shipped file, not hard-coded
     code, out, err = invoke("demo", "--runs-dir", tmp_path / "runs", "--set", "split.max_test=10",
-                          "--set", "arms.2.retriever=bm25", "--set", "evaluation.robustness.max_examples=5",
+                          "--set", f"arms.{at['retrieval']}.retriever=bm25", "--set", "evaluation.robustness.max_examples=5",
+                          "--set", "evaluation.latency_probe=3",
+                          # a two-candidate search on a few validation articles
+                          "--set", f"arms.{at['prompt-search']}.candidates=2",
+                          "--set", f"arms.{at['prompt-search']}.val_examples=8",
+                          "--set", f"arms.{at['prompt-search']}.retriever=bm25",
                           # the fine-tuned arms train a few steps only: the pipeline, not the quality, is tested here
-                          "--set", "arms.5.max_train_examples=16", "--set", "arms.5.training.max_steps=2",
-                          "--set", "arms.6.max_train_examples=20", "--set", "arms.6.head.epochs=1")
+                          "--set", f"arms.{at['lora']}.max_train_examples=16",
+                          "--set", f"arms.{at['lora']}.training.max_steps=2",
+                          "--set", f"arms.{at['minilm-head']}.max_train_examples=20",
+                          "--set", f"arms.{at['minilm-head']}.head.epochs=1",
+                          "--set", f"arms.{at['distilled']}.max_train_examples=20",
+                          "--set", f"arms.{at['distilled']}.head.epochs=1")
     text = " ".join(out.split())
     assert code == 0, out + err
     assert "valid examples=2,225" in text and "duplicate_example" in text and "no errors" in text
     assert "sports" in text and "Token lengths" in text
-    for arm in ("zero-shot@default", "zero-shot@terse", "few-shot", "retrieval", "classical", "vote", "lora",
-                "minilm-head"):
+    for arm in ("zero-shot@default", "zero-shot@terse", "few-shot", "retrieval", "prompt-search", "classical",
+                "vote", "lora", "minilm-head", "distilled"):
         assert arm in text
     (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     metrics = json.loads((run / "metrics.json").read_text())
