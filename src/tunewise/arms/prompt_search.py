@@ -234,25 +234,17 @@ def _halving(arm: PromptSearchArm, ctx: ArmContext, backend: Any, candidates: li
 
 def _score(ctx: ArmContext, backend: Any, render: Any, examples: list[Example], advance: Any) -> tuple[float, int]:
     """The primary metric of one candidate on `examples` (answers cached by backend and exact prompt)."""
-    from tunewise.store.answer_cache import cache_key
+    from tunewise.arms.prompted import answer_cached
 
-    identity = backend.identity()
-    messages = [render(e) for e in examples]
-    keys = [cache_key(backend=identity, messages=m) for m in messages]
-    cached = ctx.cache.get_many(keys)
-    missing = [i for i, k in enumerate(keys) if k not in cached]
-    advance(len(keys) - len(missing))
-    fresh = backend.answer([messages[i] for i in missing], advance) if missing else []
-    ctx.cache.put_many({keys[i]: a for i, a in zip(missing, fresh) if not a.get("error")})
-    answers = cached | {keys[i]: a for i, a in zip(missing, fresh)}
-    predicted = [ctx.task.parse(answers[k].get("raw", "")) if not answers[k].get("error") else "" for k in keys]
+    answers, _ = answer_cached(ctx, backend, backend.identity(), [render(e) for e in examples], advance)
+    predicted = [ctx.task.parse(a.get("raw", "")) if not a.get("error") else "" for a in answers]
     references = [e.output.strip() for e in examples]
     if ctx.primary_metric == "macro_f1" and ctx.task.labels:
         from sklearn.metrics import f1_score
 
         return float(f1_score(references, predicted, labels=list(ctx.task.labels), average="macro",
-                              zero_division=0)), len(keys)
-    return sum(ctx.task.score(p, r) for p, r in zip(predicted, references)) / len(keys), len(keys)
+                              zero_division=0)), len(answers)
+    return sum(ctx.task.score(p, r) for p, r in zip(predicted, references)) / len(answers), len(answers)
 
 
 # ------------------------------------------------------------------------------------------------ prompts

@@ -139,18 +139,24 @@ def run_prompted(name: str, ctx: ArmContext, prompts: Callable[[Example], Messag
         advance(len(ctx.test) - len(pending))
         for start in range(0, len(pending), chunk):
             batch = pending[start:start + chunk]
-            messages = [prompts(e) for e in batch]
-            keys = [cache_key(backend=identity, messages=m) for m in messages]
-            cached = ctx.cache.get_many(keys)
-            advance(sum(k in cached for k in keys))
-            missing = [i for i, k in enumerate(keys) if k not in cached]
-            fresh = backend.answer([messages[i] for i in missing], advance) if missing else []
-            new = {keys[i]: answer for i, answer in zip(missing, fresh) if not answer.get("error")}
-            ctx.cache.put_many(new)
-            answers = {keys[i]: answer for i, answer in zip(missing, fresh)} | cached
-            store.append(_prediction(name, e, answers[k], ctx, k in cached) for e, k in zip(batch, keys))
+            answers, hits = answer_cached(ctx, backend, identity, [prompts(e) for e in batch], advance)
+            store.append(_prediction(name, e, a, ctx, hit) for e, a, hit in zip(batch, answers, hits))
     ctx.probe(name, lambda e: backend.answer([prompts(e)], lambda n: None))  # uncached, one request at a time
     return store.ordered(e.id for e in ctx.test)
+
+
+def answer_cached(ctx: ArmContext, backend: Backend, identity: dict[str, Any], messages: Sequence[Messages],
+                  advance: Callable[[int], None]) -> tuple[list[dict[str, Any]], list[bool]]:
+    """One answer per prompt, in order, and whether it came from the cache: cached ones are looked up, the rest
+    asked of the backend in one call and stored (failed answers are not, so a re-run retries them)."""
+    keys = [cache_key(backend=identity, messages=m) for m in messages]
+    cached = ctx.cache.get_many(keys)
+    advance(sum(k in cached for k in keys))
+    missing = [i for i, k in enumerate(keys) if k not in cached]
+    fresh = backend.answer([messages[i] for i in missing], advance) if missing else []
+    ctx.cache.put_many({keys[i]: answer for i, answer in zip(missing, fresh) if not answer.get("error")})
+    answers = {keys[i]: answer for i, answer in zip(missing, fresh)} | cached
+    return [answers[k] for k in keys], [k in cached for k in keys]
 
 
 def _prediction(name: str, example: Example, answer: dict[str, Any], ctx: ArmContext, cached: bool) -> Prediction:
