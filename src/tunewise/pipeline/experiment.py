@@ -35,6 +35,7 @@ from tunewise.pipeline.inputs import (
 from tunewise.report import write_report
 from tunewise.schema import Prediction
 from tunewise.store.answer_cache import PredictionCache
+from tunewise.store.events import EVENTS_FILE, EventLog
 from tunewise.store.runs import Run, create_run, open_run
 from tunewise.tasks import make_task
 from tunewise.train.ranks import RankError, Ranks, decided_by_main, launched
@@ -122,6 +123,8 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         return run
 
     run = decided_by_main(ranks, open_running)
+    events = EventLog(run.path / EVENTS_FILE if ranks.main else None)
+    events.emit("run_started", run_id=run.id, arms=[a.name for a in experiment.arms])
     from tunewise.assets import cache_dir
 
     cache = PredictionCache(cache_dir() / "predictions.sqlite" if use_cache and ranks.main else None)
@@ -135,19 +138,11 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         looks = read_looks(run.path)  # an extended run (--extend): its latest look's examples and arms
         test = extended_test(test, parts["test"], looks)
         done: dict[str, list[Prediction]] = {}
-        ctx = ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
-                         cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"],
-                         ranks=ranks, max_new_tokens=experiment.task.max_new_tokens,
-                         task_config=experiment.task.model_dump(mode="json"), finished=done,
-                         bootstrap_resamples=experiment.evaluation.bootstrap_resamples,
-                         alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage,
-                         latency_probe=experiment.evaluation.latency_probe,
-                         primary_metric=experiment.evaluation.primary_metric,
-                         configs={arm.name: arm for arm in experiment.arms}, run_arm=registry.run,
-                         latency_probe_seconds=experiment.evaluation.latency_probe_seconds)
+        ctx = _context(experiment, task, parts, test, run, cache, events.progress(progress), log, ranks, done)
         for arm in _arms_to_run(experiment.arms, looks):
             try:
-                done[arm.name] = registry.run(arm, ctx)
+                with events.arm_running(arm.name):
+                    done[arm.name] = registry.run(arm, ctx)
             except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
                 raise
             except Exception as exc:  # one arm's failure (endpoint down, bad model id) must not lose the others
@@ -168,17 +163,45 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
         metrics = summary["arms"]
         run.update(status="completed" if not failures else "failed", arms=sorted(done), failures=failures,
                    test_examples=len(test))
+        _emit_end(events, failures)
     except BaseException as exc:
         if isinstance(exc, TrainingInterrupted):
             exc.run_path = run.path
         if ranks.main:
             run.update(status="interrupted" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted)) else "failed",
                        error=f"{type(exc).__name__}: {exc}")
+        events.emit("run_failed", status="interrupted" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
+                    else "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         cache.close()
+        events.close()
     return ExperimentResult(run, metrics, failures, experiment.evaluation.primary_metric, cache.hits, cache.misses,
                             time.perf_counter() - started, results["verdict"], robustness)
+
+
+def _context(experiment: Experiment, task: Any, parts: dict[str, list[Any]], test: list[Any], run: Run,
+             cache: PredictionCache, progress: ProgressFactory, log: Callable[[str], None], ranks: Ranks,
+             done: dict[str, list[Prediction]]) -> ArmContext:
+    """What every arm is given: the task, the frozen split, the run folder, caches, progress and settings."""
+    return ArmContext(task=task, train=parts["train"], test=test, seed=experiment.split.seed, run_dir=run.path,
+                      cache=cache, threads=experiment.threads, progress=progress, log=log, val=parts["val"],
+                      ranks=ranks, max_new_tokens=experiment.task.max_new_tokens,
+                      task_config=experiment.task.model_dump(mode="json"), finished=done,
+                      bootstrap_resamples=experiment.evaluation.bootstrap_resamples,
+                      alpha=experiment.evaluation.alpha, allow_leakage=experiment.data.allow_leakage,
+                      latency_probe=experiment.evaluation.latency_probe,
+                      primary_metric=experiment.evaluation.primary_metric,
+                      configs={arm.name: arm for arm in experiment.arms}, run_arm=registry.run,
+                      latency_probe_seconds=experiment.evaluation.latency_probe_seconds)
+
+
+def _emit_end(events: EventLog, failures: dict[str, str]) -> None:
+    """The last event: completed, or failed naming the arms that failed (the run's status says the same)."""
+    if failures:
+        events.emit("run_failed", status="failed", error="; ".join(f"arm {k} failed: {v}" for k, v in failures.items()))
+    else:
+        events.emit("run_completed", status="completed")
 
 
 def _arms_to_run(arms: list[Any], looks: dict[str, Any] | None) -> list[Any]:

@@ -8,7 +8,8 @@ What it provides:
   - SIGTERM turned into "checkpoint at the end of this step, then stop" (`sigterm_flag`, `stop_on_sigterm`),
     with no extra evaluation or save when that stop ends an epoch early;
   - `TrainingClock`: training seconds that add up across resumes (each checkpoint records the total so far);
-  - `progress_callback`: a `progress(done_steps, total_steps)` call after every optimizer step;
+  - `progress_callback`: a `progress(done_steps, total_steps)` call after every optimizer step; `loss_events`:
+    each logged training loss passed to the run's events file (store/events.py), for the web UI's Live page;
   - `fold_log`: the Trainer's `log_history` folded into one row per step or per epoch, with the fields an
     engine names;
   - `training_arguments` and `fit`: the arguments every engine sets the same way, and the training call
@@ -88,6 +89,22 @@ def progress_callback(progress: ProgressCallback) -> Any:
                 progress(state.global_step, state.max_steps)
 
     return Progress()
+
+
+def loss_events() -> Any:
+    """A TrainerCallback passing each logged training loss to the run's events file (store/events.py), which
+    records it for the arm running now; outside a run it does nothing."""
+    from transformers import TrainerCallback
+
+    from tunewise.store.events import report_train_loss
+
+    class LossEvents(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs and isinstance(logs.get("loss"), (int, float)):
+                report_train_loss(state.global_step, logs["loss"])
+
+    return LossEvents()
 
 
 # ------------------------------------------------------------------------------------------ clock
@@ -210,7 +227,7 @@ def fit(trainer_class: type, *, start: Path | None, progress: ProgressCallback |
 
     clock = TrainingClock(before=checkpoints.recorded_seconds(start))
     with sigterm_flag() as stop:
-        hooks = [stop_on_sigterm(stop)]
+        hooks = [stop_on_sigterm(stop), loss_events()]
         if progress is not None:
             hooks.append(progress_callback(progress))
         trainer = trainer_class(callbacks=[*hooks, *callbacks], clock=clock, **trainer_kwargs)
