@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from tunewise.cli.init_command import init
+from tunewise.cli.review_command import review_app
 from tunewise.cli.shared import (
     EncodingOpt,
     FormatOpt,
@@ -35,6 +36,9 @@ from tunewise.cli.shared import (
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Should you fine-tune? Measure it on your own data.")
+app.add_typer(review_app, name="review")
+
+
 @app.callback()
 def _root() -> None:
     """Should you fine-tune? Measure it on your own data."""

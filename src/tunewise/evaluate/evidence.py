@@ -26,6 +26,7 @@ from tunewise.evaluate.confidence import verdict_confidence
 from tunewise.evaluate.distillation import distillation_summary
 from tunewise.evaluate.gates import check_gates
 from tunewise.evaluate.hardware_price import resolve_hourly
+from tunewise.evaluate.human_review import human_review_for_run
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.projection import project, sentence
 from tunewise.evaluate.review import review_sheet
@@ -140,6 +141,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "robustness": robustness or None, "gates": gates,
         "verdict": verdict.to_dict(),
         "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
+        "human_review": human_review_for_run(run_dir, list(arms), 1 - alpha),
         "notes": notes,
     }
 

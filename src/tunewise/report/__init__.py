@@ -1,7 +1,9 @@
 """The report: results.json rendered as report.md and a self-contained report.html (inline SVG, no scripts,
 no external URLs). Every figure in the report is read from results.json, never recomputed here.
 
-`write_report` writes results.json, metrics.json, report.md and report.html atomically into a run folder.
+`write_report` writes results.json, metrics.json, report.md and report.html atomically into a run folder;
+`write_results` rewrites only results.json and the two reports (a section of results.json refreshed, such as
+the human review).
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from tunewise.store.atomic import atomic_write_text
 
 def write_report(run_dir: Path, results: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Path]:
     """Write the evidence files into the run folder; returns their paths by name."""
+    paths = write_results(run_dir, results)
+    paths["metrics.json"] = run_dir / "metrics.json"
+    atomic_write_text(paths["metrics.json"], json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False))
+    return paths
+
+
+def write_results(run_dir: Path, results: Mapping[str, Any]) -> dict[str, Path]:
+    """results.json, then report.md and report.html rendered from it, each written atomically."""
     from tunewise.report.html import render_html, render_markdown
 
-    paths = {name: run_dir / name for name in ("results.json", "metrics.json", "report.md", "report.html")}
+    paths = {name: run_dir / name for name in ("results.json", "report.md", "report.html")}
     atomic_write_text(paths["results.json"], json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False))
-    atomic_write_text(paths["metrics.json"], json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False))
     atomic_write_text(paths["report.md"], render_markdown(results))
     atomic_write_text(paths["report.html"], render_html(results))
     return paths
