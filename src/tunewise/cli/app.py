@@ -32,6 +32,7 @@ from tunewise.cli.shared import (
     fail,
     mapping_of,
 )
+from tunewise.cli.ui_command import ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Should you fine-tune? Measure it on your own data.")
@@ -271,6 +272,7 @@ def assets(
 
 
 app.command()(init)
+app.command()(ui)
 
 
 @app.command()
