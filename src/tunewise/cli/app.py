@@ -33,6 +33,7 @@ from tunewise.cli.shared import (
     fail,
     mapping_of,
 )
+from tunewise.cli.ui_command import ui
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Should you fine-tune? Measure it on your own data.")
@@ -275,6 +276,7 @@ def assets(
 
 
 app.command()(init)
+app.command()(ui)
 
 
 @app.command()
