@@ -29,16 +29,23 @@ ROUTER_MODULES: list[str] = [
     "tunewise.ui.routes_run",
     "tunewise.ui.routes_predictions",
     "tunewise.ui.routes_compare",
+    "tunewise.ui.routes_review",
+    "tunewise.ui.routes_live",
+    "tunewise.ui.routes_start",
 ]
 # Top navigation: (path, label). Run-scoped pages are linked from the run page instead.
 NAV: list[tuple[str, str]] = [
     ("/", "Runs"),
+    ("/live", "Live"),
+    ("/start", "Start"),
 ]
 # Tabs of a run's pages: (suffix after /runs/<id>, label); the review page adds its tab here.
 RUN_TABS: list[tuple[str, str]] = [
     ("", "Overview"),
     ("/predictions", "Predictions"),
     ("/compare", "Compare"),
+    ("/review", "Review"),
+    ("/live", "Live"),
 ]
 # Paths open without a key: the login form and the stylesheet it uses.
 _OPEN_PREFIXES = ("/login", "/static/")
