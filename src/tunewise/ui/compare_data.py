@@ -54,24 +54,6 @@ def same_split_problem(a: Path, b: Path) -> str | None:
     return None
 
 
-def make_task(manifest: Mapping[str, Any], results: Mapping[str, Any]) -> Any:
-    """The run's task as configured (for its per-example score), labels taken from results.json when implicit."""
-    from pydantic import ValidationError
-
-    from tunewise.settings import TaskConfig
-    from tunewise.tasks import make_task as build
-
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-    try:
-        task_config = TaskConfig.model_validate(config.get("task") or {})
-    except ValidationError as exc:
-        raise RunDataError(f"manifest.json: config.task does not load with this tunewise ({exc.errors()[0]['msg']}); "
-                           "it was written by another version.") from None
-    if task_config.type == "classify" and not task_config.labels:
-        task_config = task_config.model_copy(update={"labels": list(results.get("labels") or [])})
-    return build(task_config, [])
-
-
 def _predictions(table: PredictionTable, arm: str, ids: list[str]) -> list[Any]:
     from tunewise.schema import Prediction
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from tunewise.store.runs import list_runs
-from tunewise.ui.compare_data import Side, make_task, paired_test, same_split_problem, shared_ids, test_split_hash
+from tunewise.ui.compare_data import Side, paired_test, same_split_problem, shared_ids, test_split_hash
 from tunewise.ui.pages import render
 from tunewise.ui.routes_run import run_context
-from tunewise.ui.run_data import RunDataError
+from tunewise.ui.run_data import RunDataError, scorer, task_of
 from tunewise.ui.security import resolve_run
 
 router = APIRouter()
@@ -88,9 +88,9 @@ def compare_page(request: Request, run_id: str, a: str = "", b: str = "") -> HTM
         page["refusal"] = same_split_problem(context["folder"], side_b.folder)
     if page["refusal"] is None and a:
         cache = request.app.state.ui.cache
-        task = make_task(context["manifest"], results)
-        table_a = cache.table(context["folder"], arms)
-        table_b = cache.table(side_b.folder, list(results_b["arms"]))
+        task = task_of(context["manifest"], results)
+        table_a = cache.table(context["folder"], arms, scorer(task))
+        table_b = cache.table(side_b.folder, list(results_b["arms"]), scorer(task_of(manifest_b, results_b)))
         missing = [s.arm for s, t in ((side_a, table_a), (side_b, table_b)) if s.arm not in t.answers]
         if missing:
             raise RunDataError(f"No predictions/{missing[0]}.jsonl for arm {missing[0]!r}; it may have failed.")

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 from tunewise.ui.pages import render
 from tunewise.ui.predictions_filter import OUTCOMES, PAGE_SIZES, PredictionFilter, matching, page_of
 from tunewise.ui.routes_run import run_context
-from tunewise.ui.run_data import RunDataError
+from tunewise.ui.run_data import RunDataError, scorer, task_of
 
 router = APIRouter()
 
@@ -21,7 +21,8 @@ def predictions_page(request: Request, run_id: str, arm: str = "", reference: st
     results = context["results"]
     if results is None:
         raise RunDataError(context["problem"])
-    table = request.app.state.ui.cache.table(context["folder"], list(results["arms"]))
+    task = task_of(context["manifest"], results)
+    table = request.app.state.ui.cache.table(context["folder"], list(results["arms"]), scorer(task))
     if not table.arms:
         raise RunDataError("This run has no predictions/<arm>.jsonl files yet, so there is nothing to list.")
     if arm and arm not in table.arms:

@@ -156,6 +156,36 @@ def exact(answer: str, reference: str) -> bool:
     return answer.strip() == reference.strip()
 
 
+def task_of(manifest: Mapping[str, Any], results: Mapping[str, Any]) -> Any:
+    """The run's task as configured (for its per-example score), labels taken from results.json when implicit."""
+    from pydantic import ValidationError
+
+    from tunewise.settings import TaskConfig
+    from tunewise.tasks import make_task
+
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    try:
+        task_config = TaskConfig.model_validate(config.get("task") or {})
+    except ValidationError as exc:
+        raise RunDataError(f"manifest.json: config.task does not load with this tunewise ({exc.errors()[0]['msg']}); "
+                           "it was written by another version.") from None
+    if task_config.type == "classify" and not task_config.labels:
+        task_config = task_config.model_copy(update={"labels": list(results.get("labels") or [])})
+    return make_task(task_config, [])
+
+
+def scorer(task: Any) -> Callable[[str, str], bool]:
+    """Per-example correctness as the evaluation scores it: the task's score is 1 (label, JSON, normalised text)."""
+
+    def same(answer: str, reference: str) -> bool:
+        try:
+            return task.score(answer, reference) >= 1.0
+        except (ValueError, TypeError):  # an answer the task cannot parse is not correct
+            return False
+
+    return same
+
+
 class RunCache:
     """results.json, summaries and prediction tables per run folder, each re-read when its files change."""
 
