@@ -21,7 +21,7 @@ from tunewise.store.reviews import ReviewError, make_review, read_reviews
 from tunewise.ui.pages import render
 from tunewise.ui.predictions_filter import OUTCOMES, PredictionFilter, matching
 from tunewise.ui.routes_run import run_context
-from tunewise.ui.run_data import PredictionTable, RunDataError
+from tunewise.ui.run_data import PredictionTable, RunDataError, scorer, task_of
 
 router = APIRouter()
 REVIEWER_COOKIE = "tunewise_reviewer"
@@ -32,7 +32,8 @@ def _table(request: Request, run_id: str) -> tuple[dict[str, Any], PredictionTab
     context = run_context(request, run_id)
     if context["results"] is None:
         raise RunDataError(context["problem"])
-    table = request.app.state.ui.cache.table(context["folder"], list(context["results"]["arms"]))
+    task = task_of(context["manifest"], context["results"])
+    table = request.app.state.ui.cache.table(context["folder"], list(context["results"]["arms"]), scorer(task))
     if not table.arms:
         raise RunDataError("This run has no predictions/<arm>.jsonl files yet, so there is nothing to review.")
     return context, table

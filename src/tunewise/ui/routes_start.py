@@ -45,9 +45,8 @@ async def start_experiment(request: Request) -> Response:
     ui = request.app.state.ui
     text = (await _text(request)).replace("\r\n", "\n")
     saved, overrides, problems = await asyncio.to_thread(prepare, text, ui.runs_dir)
-    if problems:
-        return render(request, "start.html", {"text": text, "problems": problems, "base": _base(request)},
-                      status=422)
+    if problems:  # the form again, with the problems beside it (200: a form page, not a failed request)
+        return render(request, "start.html", {"text": text, "problems": problems, "base": _base(request)})
     job: StartedRun = launch(saved, overrides)
     ui.extra.setdefault("jobs", {})[job.name] = job
     run_id = await asyncio.to_thread(wait_for_run, job, ui.runs_dir, WAIT_FOR_RUN_S)
@@ -57,6 +56,5 @@ async def start_experiment(request: Request) -> Response:
         said = job.log_tail() or "(no output)"
         problem = Problem(None, None, f"the run did not start ({job.state()}); its output: {said}",
                           "fix what the output says and start it again")
-        return render(request, "start.html", {"text": text, "problems": [problem], "base": _base(request)},
-                      status=422)
+        return render(request, "start.html", {"text": text, "problems": [problem], "base": _base(request)})
     return RedirectResponse(f"/runs/{run_id}/live", status_code=303)

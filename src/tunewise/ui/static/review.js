@@ -1,5 +1,6 @@
 // The Review page's keys. The form works without this file; these only press its buttons faster.
-// 1-9: cycle that arm right -> wrong -> unmarked; r: reference wrong; s: save and next; n/j: next; k: previous.
+// 1-9: toggle that arm right <-> wrong (unmarked becomes right); r: reference wrong; s: save and next;
+// n/j: next; k: previous. Esc leaves a text field so the keys work again.
 (function () {
   "use strict";
   var form = document.getElementById("review-form");
@@ -11,13 +12,12 @@
   form.addEventListener("submit", function () {
     if (reviewer && window.localStorage) { window.localStorage.setItem("tunewise-reviewer", reviewer.value); }
   });
-  function cycle(index) {
+  function toggle(index) {
     var radios = form.querySelectorAll('input[type="radio"][name="verdict_' + index + '"]');
     if (!radios.length) { return; }
-    var order = ["right", "wrong", ""];
     var current = "";
     radios.forEach(function (r) { if (r.checked) { current = r.value; } });
-    var next = order[(order.indexOf(current) + 1) % order.length];
+    var next = current === "right" ? "wrong" : "right";
     radios.forEach(function (r) { r.checked = r.value === next; });
   }
   function go(which) {
@@ -32,7 +32,7 @@
       return;
     }
     var key = event.key;
-    if (key >= "1" && key <= "9") { cycle(Number(key) - 1); }
+    if (key >= "1" && key <= "9") { toggle(Number(key) - 1); }
     else if (key === "r") { var box = document.getElementById("reference-wrong"); box.checked = !box.checked; }
     else if (key === "s") { document.getElementById("save-next").click(); }
     else if (key === "n" || key === "j") { go("next"); }
