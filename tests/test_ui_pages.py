@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -205,3 +211,26 @@ def test_a_run_without_results_yet_is_listed_and_its_page_explains(tmp_path):
     assert row[0] == run.id and row[2] == "running" and row[7] == "no results yet"
     page = client.get(f"/runs/{run.id}").text
     assert "results.json is missing" in page and f'href="/runs/{run.id}/files/manifest.json"' in page
+
+
+@pytest.mark.subprocess
+def test_tunewise_ui_serves_the_runs_from_the_command_line(runs):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("TUNEWISE_API_KEYS", None)
+    process = subprocess.Popen([sys.executable, "-m", "tunewise.cli", "ui", "--runs-dir", str(runs["root"]),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line
+        for _ in range(100):  # the address is printed just before uvicorn starts listening
+            try:
+                with urllib.request.urlopen(url.group(0), timeout=5) as response:
+                    page = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert runs["first"].id in page and "news-a" in page
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
