@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -176,3 +182,55 @@ def test_every_page_has_one_stylesheet_served_from_the_package(client, runs):
     assert re.findall(r'<link rel="stylesheet" href="([^"]+)"', page) == ["/static/ui.css"]
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert client.get("/static/ui.css").status_code == 200
+
+
+def test_predictions_being_written_and_damaged_lines(runs, tmp_path):
+    """A run still writing answers shows the finished lines; a damaged line is named by its number."""
+    root = tmp_path / "runs"
+    run_id = runs["first"].id
+    shutil.copytree(runs["first"].path, root / run_id)
+    path = root / run_id / "predictions" / "classical.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]) + lines[-1][:20], encoding="utf-8")  # the last answer half written
+    client = TestClient(create_app(root))
+    page = client.get(f"/runs/{run_id}/predictions?arm=classical&size=200").text
+    last_id = json.loads(lines[-1])["id"]
+    assert f"<td class=\"mono nowrap\">{last_id}</td>" in page and "–" in rows_of(page, "predictions")[-1][3]
+    path.write_text("".join(lines[:4]) + "{not json\n" + "".join(lines[5:]), encoding="utf-8")
+    response = client.get(f"/runs/{run_id}/predictions")
+    assert response.status_code == 422 and "predictions/classical.jsonl line 5: invalid JSON" in response.text
+
+
+def test_a_run_without_results_yet_is_listed_and_its_page_explains(tmp_path):
+    from tunewise.store.runs import create_run
+
+    run = create_run(tmp_path, command="tunewise run x.yaml", config={"name": "pending"})
+    run.update(status="running")
+    client = TestClient(create_app(tmp_path))
+    row = rows_of(client.get("/").text, "runs")[0]
+    assert row[0] == run.id and row[2] == "running" and row[7] == "no results yet"
+    page = client.get(f"/runs/{run.id}").text
+    assert "results.json is missing" in page and f'href="/runs/{run.id}/files/manifest.json"' in page
+
+
+@pytest.mark.subprocess
+def test_tunewise_ui_serves_the_runs_from_the_command_line(runs):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("TUNEWISE_API_KEYS", None)
+    process = subprocess.Popen([sys.executable, "-m", "tunewise.cli", "ui", "--runs-dir", str(runs["root"]),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line
+        for _ in range(100):  # the address is printed just before uvicorn starts listening
+            try:
+                with urllib.request.urlopen(url.group(0), timeout=5) as response:
+                    page = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert runs["first"].id in page and "news-a" in page
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

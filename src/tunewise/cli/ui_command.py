@@ -38,9 +38,15 @@ def ui(
     from tunewise.ui.app import create_app
 
     app = create_app(runs_dir, keys)
+    if port == 0:  # pick the free port here so the address printed is the one served
+        import socket
+
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
     shown = f"[{host}]" if ":" in host else host
     console.print(f"tunewise ui on http://{escape(shown)}:{port}/ over {escape(str(runs_dir))} "
-                  f"({'API key required' if keys else 'no API key: loopback only'}); Ctrl+C stops it")
+                  f"({'API key required' if keys else 'no API key: loopback only'}); Ctrl+C stops it", soft_wrap=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
     except OSError as exc:

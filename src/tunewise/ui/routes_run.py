@@ -9,10 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
+from starlette.background import BackgroundTask
 
 from tunewise.store.runs import RunError, open_run
 from tunewise.ui.pages import render
-from tunewise.ui.run_data import RunDataError
+from tunewise.ui.run_data import RunCache, RunDataError, scorer, task_of
 from tunewise.ui.security import resolve_run, resolve_run_file
 
 router = APIRouter()
@@ -89,7 +90,21 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
             context["problem"] = (f"results.json does not have the shape this version expects ({type(exc).__name__}: "
                                   f"{exc}); re-create it with `tunewise report <run folder>`.")
             context["results"] = None
-    return render(request, "run.html", {**context, **extra, "tab": ""})
+    from tunewise.report.html import STATUS_WORDS
+
+    response = render(request, "run.html", {**context, **extra, "tab": "", "status_words": STATUS_WORDS})
+    if context["results"] is not None:  # read the predictions after answering, so the Predictions tab is instant
+        response.background = BackgroundTask(_prefetch, request.app.state.ui.cache, context)
+    return response
+
+
+def _prefetch(cache: RunCache, context: dict[str, Any]) -> None:
+    """Build the run's prediction table in the background; a bad file is reported when the page is opened."""
+    try:
+        task = task_of(context["manifest"], context["results"])
+        cache.table(context["folder"], list(context["results"]["arms"]), scorer(task))
+    except (RunDataError, OSError):
+        pass
 
 
 @router.get("/runs/{run_id}/files/{name:path}")

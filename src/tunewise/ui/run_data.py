@@ -102,21 +102,27 @@ class PredictionTable:
 
 
 def _read_predictions(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    """Every record of a predictions file. A last line without its newline is an answer still being written (the
+    run is going on) and is left out, as PredictionStore does; any other bad line is named by its number."""
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RunDataError(f"{PREDICTIONS}/{path.name} line {number}: invalid JSON ({exc.msg}); re-run the "
-                                   "arm to rewrite its predictions.") from exc
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise RunDataError(f"{PREDICTIONS}/{path.name} line {number}: expected an object with a string "
-                                   "'id'; re-run the arm to rewrite its predictions.")
-            rows.append(row)
-    return rows
+        raw = handle.read().split("\n")[:-1]  # the part after the last newline: "" or an unfinished line
+    numbered = [(number, line) for number, line in enumerate(raw, 1) if line and not line.isspace()]
+    try:  # one parse of the whole file is much faster than one per line; per line only to name a bad one
+        rows = json.loads("[" + ",".join(line for _, line in numbered) + "]")
+    except json.JSONDecodeError:
+        rows = None
+    if rows is not None and all(isinstance(row, dict) and isinstance(row.get("id"), str) for row in rows):
+        return rows
+    for number, line in numbered:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunDataError(f"{PREDICTIONS}/{path.name} line {number}: invalid JSON ({exc.msg}); re-run the "
+                               "arm to rewrite its predictions.") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise RunDataError(f"{PREDICTIONS}/{path.name} line {number}: expected an object with a string 'id'; "
+                               "re-run the arm to rewrite its predictions.")
+    raise RunDataError(f"{PREDICTIONS}/{path.name} is not JSON lines (a line may hold two records); re-run the arm.")
 
 
 def prediction_files(folder: Path, arms: list[str]) -> dict[str, Path]:
@@ -194,6 +200,7 @@ class RunCache:
         self._results: dict[Path, tuple[Any, dict[str, Any] | RunDataError]] = {}
         self._tables: dict[Path, tuple[Any, PredictionTable]] = {}
         self._memo: dict[tuple[Path, str], tuple[Any, Any]] = {}
+        self._building: dict[Path, threading.Lock] = {}
 
     def memo(self, folder: Path, kind: str, compute: Callable[[], Any]) -> Any:
         """`compute()` once per version of the run's results.json (e.g. the plots drawn from it)."""
@@ -229,6 +236,10 @@ class RunCache:
         experiment, task, problem = str(config.get("name") or ""), "", None
         test_examples = recommended = None
         headline = ""
+        if not (record.path / RESULTS).is_file():
+            headline = "no results yet" if record.status in {"created", "running"} else "no results.json"
+            return RunSummary(record.id, record.created_at, record.status, record.command, experiment, task,
+                              None, None, headline, None)
         try:
             results = self.results(record.path)
         except RunDataError as exc:
@@ -244,14 +255,18 @@ class RunCache:
                           test_examples, recommended, headline, problem)
 
     def table(self, folder: Path, arms: list[str], same: Callable[[str, str], bool] = exact) -> PredictionTable:
-        """The joined predictions of `arms` (those with a predictions file)."""
+        """The joined predictions of `arms` (those with a predictions file). One build per run at a time: a
+        request arriving while the run page's prefetch is reading the files waits for it instead of reading twice."""
         files = prediction_files(folder, arms)
         key = (tuple(files), tuple(_stamp(path) for path in files.values()))
         with self._lock:
-            cached = self._tables.get(folder)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        table = build_table(files, same)
-        with self._lock:
-            self._tables[folder] = (key, table)
-        return table
+            building = self._building.setdefault(folder, threading.Lock())
+        with building:
+            with self._lock:
+                cached = self._tables.get(folder)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            table = build_table(files, same)
+            with self._lock:
+                self._tables[folder] = (key, table)
+            return table
