@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,11 @@ def test_review_a_sample_example_and_see_it_saved(client):
     assert review.verdicts == {"logreg": "right", "forest": "wrong"} and review.reference_wrong
     assert review.corrected_reference == "tech" and review.note == "headline says chip" and review.reviewer == "ann"
     assert json.loads((folder / "results.json").read_text())["human_review"]["reviewed"] == 1
+    deadline = time.monotonic() + 60  # the reports follow in the background
+    while 'id="human-review"' not in (folder / "report.html").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert 'id="human-review"' in (folder / "report.html").read_text()
+    assert "## Human review" in (folder / "report.md").read_text()
     again = client.get(f"/runs/{run_id}/review?i=0")
     assert "reviewed by ann" in again.text and 'id="human-review"' in again.text
     assert re.search(r'value="right" aria-label="logreg right" checked', again.text)

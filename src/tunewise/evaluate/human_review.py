@@ -73,9 +73,12 @@ def human_review_for_run(run_dir: Path, arms: Sequence[str], confidence: float) 
     return human_review_summary(found.latest(), arms, confidence, found.problems)
 
 
-def refresh_human_review(run_dir: Path) -> dict[str, Any] | None:
+def refresh_human_review(run_dir: Path, render: bool = True) -> dict[str, Any] | None:
     """Recompute the "human_review" section of the run's results.json from reviews.jsonl, write results.json
-    atomically, and re-render report.md and report.html from it. Returns the section."""
+    atomically, and (with `render`) re-render report.md and report.html from it. Returns the section.
+
+    Rendering redraws the report's plots, seconds on a large run; the web UI passes `render=False` and
+    re-renders in the background (ui/report_refresh.py) so a save answers at once."""
     from tunewise.report import write_results
 
     path = Path(run_dir) / "results.json"
@@ -88,13 +91,13 @@ def refresh_human_review(run_dir: Path) -> dict[str, Any] | None:
         raise HumanReviewError(f"{path}: cannot read it ({exc}); rewrite it with `tunewise report {run_dir}`") from None
     confidence = float(results.get("confidence") or 0.95)
     results["human_review"] = human_review_for_run(run_dir, list(results.get("arms") or {}), confidence)
-    write_results(Path(run_dir), results)
+    write_results(Path(run_dir), results, render=render)
     return results["human_review"]
 
 
-def record_review(run_dir: Path, review: Review) -> dict[str, Any] | None:
+def record_review(run_dir: Path, review: Review, render: bool = True) -> dict[str, Any] | None:
     """Save one review and refresh the run's human-review section, both under the run's review lock, so two
     reviewers saving at once leave results.json matching reviews.jsonl."""
     with reviews_lock(run_dir):
         append_review(run_dir, review)
-        return refresh_human_review(run_dir)
+        return refresh_human_review(run_dir, render=render)

@@ -3,7 +3,7 @@ no external URLs). Every figure in the report is read from results.json, never r
 
 `write_report` writes results.json, metrics.json, report.md and report.html atomically into a run folder;
 `write_results` rewrites only results.json and the two reports (a section of results.json refreshed, such as
-the human review).
+the human review); `write_rendered` only the two reports.
 """
 
 from __future__ import annotations
@@ -24,12 +24,18 @@ def write_report(run_dir: Path, results: Mapping[str, Any], metrics: Mapping[str
     return paths
 
 
-def write_results(run_dir: Path, results: Mapping[str, Any]) -> dict[str, Path]:
-    """results.json, then report.md and report.html rendered from it, each written atomically."""
+def write_results(run_dir: Path, results: Mapping[str, Any], render: bool = True) -> dict[str, Path]:
+    """results.json, then (with `render`) report.md and report.html rendered from it, each written atomically."""
+    path = run_dir / "results.json"
+    atomic_write_text(path, json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False))
+    return {"results.json": path, **(write_rendered(run_dir, results) if render else {})}
+
+
+def write_rendered(run_dir: Path, results: Mapping[str, Any]) -> dict[str, Path]:
+    """report.md and report.html from `results` (the HTML redraws the plots: seconds on a large run)."""
     from tunewise.report.html import render_html, render_markdown
 
-    paths = {name: run_dir / name for name in ("results.json", "report.md", "report.html")}
-    atomic_write_text(paths["results.json"], json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False))
+    paths = {name: run_dir / name for name in ("report.md", "report.html")}
     atomic_write_text(paths["report.md"], render_markdown(results))
     atomic_write_text(paths["report.html"], render_html(results))
     return paths

@@ -4,8 +4,9 @@ plain form without it.
 
 The examples reviewed are a filtered set of the Predictions page (same query parameters; a link there opens
 this page on its filters) or, with no filter, the run's review sample (results.json "review": a seeded sample
-where the arms disagree). Saving appends to reviews.jsonl and refreshes the run's human-review section
-(evaluate/human_review.py); nothing else in the run changes.
+where the arms disagree). Saving appends to reviews.jsonl and refreshes the run's human-review section in
+results.json (evaluate/human_review.py); report.md and report.html follow in the background (report_refresh.py).
+Nothing else in the run changes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tunewise.evaluate.human_review import HumanReviewError, record_review
 from tunewise.store.reviews import ReviewError, make_review, read_reviews
 from tunewise.ui.pages import render
 from tunewise.ui.predictions_filter import OUTCOMES, PredictionFilter, matching
+from tunewise.ui.report_refresh import ReportRefresher
 from tunewise.ui.routes_run import run_context
 from tunewise.ui.run_data import PredictionTable, RunDataError, scorer, task_of
 
@@ -118,9 +120,11 @@ async def save_review_form(request: Request, run_id: str) -> RedirectResponse:
         review = make_review({"example_id": example, "reviewer": field.get("reviewer", "").strip(),
                               "verdicts": verdicts, "reference_wrong": field.get("reference_wrong") == "on",
                               "corrected_reference": corrected, "note": field.get("note", "").strip()})
-        record_review(context["folder"], review)
+        record_review(context["folder"], review, render=False)
     except (ReviewError, HumanReviewError) as exc:
         raise HTTPException(422, f"The review was not saved: {exc}") from None
+    ui = request.app.state.ui
+    ui.extra.setdefault("report_refresher", ReportRefresher()).schedule(context["folder"])
     params = {k: field[k] for k in FILTER_KEYS if field.get(k)}
     position = int(field["position"]) if field.get("position", "").isdigit() else 0
     step = 1 if field.get("go") == "next" else 0
