@@ -249,3 +249,24 @@ def test_a_text_task_run_is_scored_by_its_task_and_compared_by_the_paired_bootst
     assert expected["test"] == "paired bootstrap"
     page = client.get(f"/runs/{run.id}/compare?a={expected['a']}&b={run.id}/{expected['b']}").text
     assert "paired bootstrap" in page and html.escape(expected["summary"], quote=True) in page
+
+
+def test_a_rewritten_predictions_file_is_read_again(runs, tmp_path):
+    """The table is cached by the files' mtime and size: an arm re-run (or extended) shows at once."""
+    root = tmp_path / "runs"
+    run_id = runs["first"].id
+    shutil.copytree(runs["first"].path, root / run_id)
+    client = TestClient(create_app(root))
+    url = f"/runs/{run_id}/predictions?arm=classical&outcome=wrong"
+
+    def wrong() -> int:
+        return int(re.search(r'id="match-count">(\d+) of', client.get(url).text).group(1))
+
+    before = wrong()
+    path = root / run_id / "predictions" / "classical.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        row["prediction"] = row["reference"]  # a perfect re-run
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert before > 0 and wrong() == 0
