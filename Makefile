@@ -28,8 +28,9 @@ demo: $(STAMP)
 # Every tier: what CI runs. Lint first, so a style slip fails in seconds rather than after the suite.
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	# The report test opens report.html in headless Chromium; install Debian's package only when it is missing
-	# (CI machines start without it; root there, else via sudo).
+	# The report and ui tests open pages in headless Chromium (the ui's through Playwright, pointed at this binary;
+	# it never downloads a browser); install Debian's package only when it is missing (CI machines start without
+	# it; root there, else via sudo).
 	command -v chromium >/dev/null 2>&1 || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 	$(BIN)/python -m pytest -q

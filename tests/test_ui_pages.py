@@ -234,3 +234,39 @@ def test_tunewise_ui_serves_the_runs_from_the_command_line(runs):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_text_task_run_is_scored_by_its_task_and_compared_by_the_paired_bootstrap(tmp_path):
+    arms = [("zero-shot", "zero_shot", 0.5, 0.2), ("retrieval", "retrieval", 0.8, 0.3), ("few-shot", "few_shot", 0.75, 1.0)]
+    run = build_run(tmp_path, task="generate", test_examples=60, name="replies", arms=arms)
+    results = results_of(run)
+    client = TestClient(create_app(tmp_path))
+    preds = predictions_of(run, "zero-shot")
+    page = client.get(f"/runs/{run.id}/predictions?arm=zero-shot&outcome=wrong&size=200").text
+    wrong = [e for e, p in preds.items() if p["prediction"] != p["reference"]]
+    assert int(re.search(r'id="match-count">(\d+) of', page).group(1)) == len(wrong) > 0
+    expected = results["pairwise"][0]
+    assert expected["test"] == "paired bootstrap"
+    page = client.get(f"/runs/{run.id}/compare?a={expected['a']}&b={run.id}/{expected['b']}").text
+    assert "paired bootstrap" in page and html.escape(expected["summary"], quote=True) in page
+
+
+def test_a_rewritten_predictions_file_is_read_again(runs, tmp_path):
+    """The table is cached by the files' mtime and size: an arm re-run (or extended) shows at once."""
+    root = tmp_path / "runs"
+    run_id = runs["first"].id
+    shutil.copytree(runs["first"].path, root / run_id)
+    client = TestClient(create_app(root))
+    url = f"/runs/{run_id}/predictions?arm=classical&outcome=wrong"
+
+    def wrong() -> int:
+        return int(re.search(r'id="match-count">(\d+) of', client.get(url).text).group(1))
+
+    before = wrong()
+    path = root / run_id / "predictions" / "classical.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        row["prediction"] = row["reference"]  # a perfect re-run
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert before > 0 and wrong() == 0

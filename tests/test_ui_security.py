@@ -156,3 +156,24 @@ def test_nothing_in_a_run_folder_is_executed(world, tmp_path):
     assert client.get(f"/runs/{run.id}/files/evil.py").headers["content-disposition"].startswith("attachment")
     assert not marker.exists()
     os.remove(run.path / "evil.py")
+
+
+def test_every_unsafe_route_of_the_app_refuses_a_request_without_the_csrf_token(world):
+    """Whatever pages are registered (the review pages add POST routes), none accepts a POST without the token."""
+    import importlib
+
+    from fastapi.routing import APIRoute
+
+    from tunewise.ui.app import ROUTER_MODULES
+
+    client = TestClient(create_app(world["root"]))
+    client.get("/")  # a CSRF cookie, as a browser would have
+    routes = [route for name in ROUTER_MODULES for route in importlib.import_module(name).router.routes]
+    unsafe = [(method, route.path) for route in routes if isinstance(route, APIRoute)
+              for method in sorted(route.methods & {"POST", "PUT", "PATCH", "DELETE"})]
+    assert ("POST", "/login") in unsafe
+    for method, path in unsafe:
+        url = re.sub(r"\{run_id\}", world["run"].id, path)
+        url = re.sub(r"\{[^}]+\}", "x", url)
+        response = client.request(method, url, data={"key": KEY})
+        assert response.status_code == 403, (method, path, response.status_code)

@@ -20,6 +20,7 @@ from tunewise.store.runs import Run, create_run
 from tunewise.tasks import make_task
 
 LABELS = ["business", "sports", "tech"]
+REPLIES = ["Thanks, the refund is on its way.", "Please restart the router.", "We have passed this to sales."]
 WORDS = ("market shares profit bank growth match goal season player coach chip software phone network data "
          "price league final record launch users court deal report").split()
 # name, type, accuracy, latency (s): a poor prompt, a strong classical model, a good but slow few-shot arm
@@ -33,17 +34,19 @@ def example_texts(n: int, words: int, seed: int) -> list[str]:
 
 def build_run(root: Path, *, test_examples: int = 120, words: int = 30, seed: int = 7, name: str = "ui-demo",
               arms: list[tuple[str, str, float, float]] | None = None, resamples: int = 200,
-              test: list[Example] | None = None) -> Run:
-    """A completed classification run under `root` with a frozen split, predictions, training and robustness
-    files, results.json and report.html. Pass another run's `test` to put a second run on the same split."""
+              test: list[Example] | None = None, task: str = "classify") -> Run:
+    """A completed run under `root` with a frozen split, predictions, training and robustness files, results.json
+    and report.html. Pass another run's `test` to put a second run on the same split. `task="generate"` answers
+    with short reply texts instead of labels."""
     arms = arms or ARMS
+    answers = LABELS if task == "classify" else REPLIES
     if test is None:
         texts = example_texts(test_examples, words, seed)
-        test = [Example(id=f"ex{i:05d}", messages=(Message("user", text), Message("assistant", LABELS[i % 3])),
+        test = [Example(id=f"ex{i:05d}", messages=(Message("user", text), Message("assistant", answers[i % 3])),
                         line=i + 1) for i, text in enumerate(texts)]
     train = [Example(id=f"tr{i}", messages=(Message("user", f"training story {i}"),
-                                            Message("assistant", LABELS[i % 3])), line=i + 1) for i in range(30)]
-    exp = experiment([{"name": arm, "type": kind} for arm, kind, _, _ in arms], name=name,
+                                            Message("assistant", answers[i % 3])), line=i + 1) for i in range(30)]
+    exp = experiment([{"name": arm, "type": kind} for arm, kind, _, _ in arms], task=task, name=name,
                      evaluation={"bootstrap_resamples": resamples}, cost={"hardware_usd_per_hour": 1.0})
     run = create_run(root, command=["tunewise", "run", f"{name}.yaml"], config=exp.model_dump(mode="json"))
     write_splits(Split(train=tuple(train), val=(), test=tuple(test), seed=13, val_fraction=0.0,
@@ -51,7 +54,7 @@ def build_run(root: Path, *, test_examples: int = 120, words: int = 30, seed: in
                        test_groups=len(test)), run.subdir("splits"))
     done = {}
     for offset, (arm, _, accuracy, latency) in enumerate(arms):
-        done[arm] = predictions(arm, test, accuracy, latency, seed=seed + offset, labels=LABELS)
+        done[arm] = predictions(arm, test, accuracy, latency, seed=seed + offset, labels=answers)
         PredictionStore(run.subdir("predictions") / f"{arm}.jsonl").append(done[arm])
     trained = next((arm for arm, kind, _, _ in arms if kind == "classical"), None)
     if trained:

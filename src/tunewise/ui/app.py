@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -87,7 +88,7 @@ def _install_middleware(app: FastAPI) -> None:
         guard: Guard = request.app.state.ui.guard
         if not guard.allows(request) and not request.url.path.startswith(_OPEN_PREFIXES):
             if request.method == "GET":
-                return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                return RedirectResponse("/login?" + urlencode({"next": request.url.path}), status_code=303)
             return JSONResponse({"detail": "an API key is required: log in at /login"}, status_code=401)
         response: Response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", _CSP)

@@ -27,6 +27,10 @@ def signed(value: Any, digits: int = 3) -> str:
     return "–" if not isinstance(value, int | float) or isinstance(value, bool) else f"{value:+.{digits}f}"
 
 
+def count(value: Any) -> str:
+    return "–" if not isinstance(value, int | float) or isinstance(value, bool) else f"{value:,.0f}"
+
+
 def pvalue(value: Any) -> str:
     return "–" if not isinstance(value, int | float) else f"{value:.3g}"
 
@@ -35,7 +39,7 @@ def make_environment() -> Environment:
     """Autoescape for every template: arm names, labels, inputs and answers are user data."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True,
                       default_for_string=True), trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=num, signed=signed, pvalue=pvalue)
+    env.filters.update(num=num, signed=signed, pvalue=pvalue, count=count)
     return env
 
 

@@ -13,7 +13,6 @@ from tunewise.ui.compare_data import Side, paired_test, same_split_problem, shar
 from tunewise.ui.pages import render
 from tunewise.ui.routes_run import run_context
 from tunewise.ui.run_data import RunDataError, scorer, task_of
-from tunewise.ui.security import resolve_run
 
 router = APIRouter()
 SHOWN_DIFFERENCES = 25
@@ -81,7 +80,6 @@ def compare_page(request: Request, run_id: str, a: str = "", b: str = "") -> HTM
                             "choices": _choices(request, context), "test": None, "refusal": None}
     side_a = Side(run_id, context["folder"], a)
     side_b, manifest_b, results_b = _side_b(request, context, b)
-    resolve_run(request.app.state.ui.runs_dir, side_b.run_id)
     if side_b.arm not in results_b["arms"]:
         page["refusal"] = f"Run {side_b.run_id} has no arm {side_b.arm!r}; pick one from the list."
     elif side_b.run_id != run_id:

@@ -11,6 +11,7 @@ from tunewise.ui.routes_run import run_context
 from tunewise.ui.run_data import RunDataError, scorer, task_of
 
 router = APIRouter()
+MAX_REFERENCE_CHOICES = 50
 
 
 @router.get("/runs/{run_id}/predictions", response_class=HTMLResponse)
@@ -33,7 +34,9 @@ def predictions_page(request: Request, run_id: str, arm: str = "", reference: st
     rows = matching(table, flt)
     shown, page, pages = page_of(rows, page, size)
     columns = [arm] if arm else table.arms
-    labels = results.get("labels") or sorted(set(table.references))
+    # the reference filter lists labels; free-text references (generation, extraction) are searched instead
+    distinct = set(table.references)
+    labels = results.get("labels") or (sorted(distinct) if len(distinct) <= MAX_REFERENCE_CHOICES else [])
     params = {"arm": flt.arm, "reference": flt.reference, "outcome": flt.outcome,
               "disagree": "true" if flt.disagree else "", "q": flt.q, "size": size if size != 50 else ""}
     return render(request, "predictions.html", {

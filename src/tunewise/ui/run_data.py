@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from tunewise.store.runs import RunRecord
 
 RESULTS = "results.json"
+MAX_TABLES = 4  # prediction tables kept in memory, the most recently used runs
 PREDICTIONS = "predictions"
 
 
@@ -198,7 +200,7 @@ class RunCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._results: dict[Path, tuple[Any, dict[str, Any] | RunDataError]] = {}
-        self._tables: dict[Path, tuple[Any, PredictionTable]] = {}
+        self._tables: OrderedDict[Path, tuple[Any, PredictionTable]] = OrderedDict()
         self._memo: dict[tuple[Path, str], tuple[Any, Any]] = {}
         self._building: dict[Path, threading.Lock] = {}
 
@@ -264,9 +266,14 @@ class RunCache:
         with building:
             with self._lock:
                 cached = self._tables.get(folder)
+                if cached is not None:
+                    self._tables.move_to_end(folder)
             if cached is not None and cached[0] == key:
                 return cached[1]
             table = build_table(files, same)
             with self._lock:
                 self._tables[folder] = (key, table)
+                self._tables.move_to_end(folder)
+                while len(self._tables) > MAX_TABLES:  # a 10,000-example table holds tens of MB of text
+                    self._tables.popitem(last=False)
             return table
