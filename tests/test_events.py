@@ -98,6 +98,11 @@ def test_readers_get_complete_lines_and_line_numbers_for_bad_ones(tmp_path):
         handle.write('started", "arm": "x"}\n')
     second = read_events(path, first.offset)
     assert [e["kind"] for e in second.events] == ["arm_started"] and second.problems == []
+    with path.open("a") as handle:
+        handle.write('oops\n{"time": 3, "kind": "run_completed"}\n')
+    third = read_events(path, second.offset)
+    assert [e["kind"] for e in third.events] == ["run_completed"]
+    assert third.problems == [f"{path}:4: not an event (a JSON object with a 'kind'); line skipped"]
     assert read_events(tmp_path / "missing.jsonl").events == []
 
 

@@ -138,9 +138,8 @@ def read_events(path: Path, offset: int = 0) -> EventLines:
         data = handle.read()
     end = data.rfind(b"\n") + 1
     events: list[dict[str, Any]] = []
-    problems: list[str] = []
-    first_line = 1 + _count_lines(path, offset) if offset else 1
-    for number, raw in enumerate(data[:end].splitlines(), start=first_line):
+    bad: list[int] = []  # indexes of lines in this chunk that are not events
+    for index, raw in enumerate(data[:end].splitlines()):
         try:
             event = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -148,7 +147,9 @@ def read_events(path: Path, offset: int = 0) -> EventLines:
         if isinstance(event, dict) and isinstance(event.get("kind"), str):
             events.append(event)
         elif raw.strip():
-            problems.append(f"{path}:{number}: not an event (a JSON object with a 'kind'); line skipped")
+            bad.append(index)
+    first_line = 1 + (_count_lines(path, offset) if offset and bad else 0)  # counted only when needed
+    problems = [f"{path}:{first_line + i}: not an event (a JSON object with a 'kind'); line skipped" for i in bad]
     return EventLines(events, offset + end, problems)
 
 
