@@ -45,7 +45,7 @@ def _token(html: str) -> str:
 
 def _run(client: TestClient) -> tuple[str, Path]:
     runs = client.app.state.ui.runs_dir
-    folder = next(p for p in runs.iterdir() if not p.name.startswith("."))
+    folder = next(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
     return folder.name, folder
 
 
@@ -126,7 +126,11 @@ def test_the_start_page_shows_problems_by_line_and_field(client, tmp_path):
     response = client.post("/start", data={"csrf_token": token, "yaml": bad})
     assert response.status_code == 200 and 'id="problems"' in response.text
     assert "<strong>line 5</strong>" in response.text and "<code>arms.0</code>" in response.text
-    assert "did you mean `classical`?" in response.text
+    assert "Fix: did you mean `classical`?" in response.text
+    good_arms = bad.replace("classicle", "classical")
+    response = client.post("/start", data={"csrf_token": token, "yaml": good_arms})
+    assert "<strong>line 2</strong>" in response.text and "<code>data.path</code>" in response.text
+    assert "missing.jsonl does not exist" in response.text
     response = client.post("/start", data={"csrf_token": token, "yaml": "name: [unclosed\n"})
     assert response.status_code == 200 and "not valid YAML" in response.text
     response = client.post("/start", data={"csrf_token": token},

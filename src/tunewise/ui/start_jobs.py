@@ -81,6 +81,10 @@ def problems_of(message: str, saved: Path) -> list[Problem]:
         if not text or " " in field_name:
             field_name, text = None, rest
         message_text, _, fix = text.partition(" Fix: ")
+        for marker, wording in (("; did you mean ", "did you mean "), ("; known: ", "use one of: ")):
+            if not fix and marker in message_text:
+                message_text, _, hint = message_text.partition(marker)
+                fix = wording + hint
         found.append(Problem(int(match["line"]) if match["line"] else None, field_name, message_text.strip(),
                              fix.strip() or None))
     return [p for p in found if p.message]
@@ -119,10 +123,40 @@ def prepare(text: str, runs_dir: Path) -> tuple[Path, list[str], list[Problem]]:
     saved.write_text(text, encoding="utf-8")
     overrides = path_overrides(text, runs_dir.resolve().parent, runs_dir)
     try:
-        load_experiment(saved, overrides)
+        experiment = load_experiment(saved, overrides)
     except ConfigError as exc:
         return saved, overrides, problems_of(str(exc), saved)
-    return saved, overrides, []
+    return saved, overrides, missing_data(experiment, text)
+
+
+def missing_data(experiment: Any, text: str) -> list[Problem]:
+    """The data files the loader leaves to `tunewise run` to open: checked here so a typo is shown beside its line
+    instead of in the log of a run that never started."""
+    found = []
+    for key in ("path", "test", "val"):
+        value = getattr(experiment.data, key)
+        if value is None or str(value).startswith("bundled:") or Path(value).is_file():
+            continue
+        found.append(Problem(yaml_line(text, ["data", key]), f"data.{key}", f"{value} does not exist",
+                             "give the file's path, absolute or relative to the folder named above"))
+    return found
+
+
+def yaml_line(text: str, keys: list[str]) -> int | None:
+    """The 1-based line of the key at `keys` in the YAML text, if it is there."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+        if match is None:
+            return line
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
 
 
 def launch(saved: Path, overrides: list[str]) -> StartedRun:
