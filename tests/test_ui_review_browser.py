@@ -145,3 +145,30 @@ def test_an_experiment_started_from_the_start_page_completes_on_the_live_page(se
     assert page.locator(".arm-progress[data-arm=logreg][data-status=completed]").count() == 1
     assert page.locator("#live-done").is_visible()
     assert page.errors == []
+
+
+def test_the_live_page_draws_progress_and_a_loss_sparkline(served, page):
+    """A run folder whose events file holds a training arm's losses (written by the same EventLog `tunewise run`
+    uses): the page draws one point per loss and the bar at the last progress."""
+    from tunewise.store.events import EVENTS_FILE, EventLog
+
+    base, run_dir = served
+    copy = run_dir.parent / (run_dir.name + "-trained")
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(EVENTS_FILE))
+    log = EventLog(copy / EVENTS_FILE)
+    log.emit("run_started", run_id=copy.name, arms=["lora"])
+    with log.arm_running("lora"):
+        for step, loss in enumerate([2.0, 1.4, 1.1, 0.9, 0.8], start=1):
+            log.emit("train_loss", arm="lora", step=step, loss=loss)
+    log.emit("progress", arm="other", stage="other", done=3, total=4)
+    log.emit("run_failed", status="failed", error="arm other failed: RuntimeError: out of memory")
+    log.close()
+    page.goto(f"{base}/runs/{copy.name}/live")
+    page.wait_for_selector("#run-status:has-text('failed')")
+    points = page.locator(".arm-progress[data-arm=lora] polyline").get_attribute("points").split()
+    assert len(points) == 5 and points[0].startswith("0.0,") and points[-1].startswith("100.0,")
+    assert page.locator(".arm-progress[data-arm=lora]").get_attribute("data-status") == "completed"
+    assert page.locator(".arm-progress[data-arm=other] .bar > span").get_attribute("style") == "width: 75%;"
+    assert page.locator(".arm-progress[data-arm=other] .arm-state").inner_text() == "other: 3/4"
+    assert "out of memory" in page.locator("#live-error").inner_text()
+    assert page.errors == []
