@@ -11,6 +11,7 @@ Nothing else in the run changes.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
@@ -102,7 +103,7 @@ def _href(run_id: str, params: dict[str, str], position: int, **extra: str) -> s
 @router.post("/runs/{run_id}/review")
 async def save_review_form(request: Request, run_id: str) -> RedirectResponse:
     """Save the form's review (CSRF checked by the app before this runs), then show the next example."""
-    context, table = _table(request, run_id)
+    context, table = await asyncio.to_thread(_table, request, run_id)  # a first read of a big run takes a while
     form = await request.form()
     field = {k: v for k, v in form.items() if isinstance(v, str)}
     example = field.get("example_id", "")
@@ -120,7 +121,7 @@ async def save_review_form(request: Request, run_id: str) -> RedirectResponse:
         review = make_review({"example_id": example, "reviewer": field.get("reviewer", "").strip(),
                               "verdicts": verdicts, "reference_wrong": field.get("reference_wrong") == "on",
                               "corrected_reference": corrected, "note": field.get("note", "").strip()})
-        record_review(context["folder"], review, render=False)
+        await asyncio.to_thread(record_review, context["folder"], review, False)
     except (ReviewError, HumanReviewError) as exc:
         raise HTTPException(422, f"The review was not saved: {exc}") from None
     ui = request.app.state.ui
