@@ -50,6 +50,8 @@ async def start_experiment(request: Request) -> Response:
     job: StartedRun = launch(saved, overrides)
     ui.extra.setdefault("jobs", {})[job.name] = job
     run_id = await asyncio.to_thread(wait_for_run, job, ui.runs_dir, WAIT_FOR_RUN_S)
+    if run_id is None and job.process.poll() is None:  # still reading its data: it will appear under Live
+        return RedirectResponse("/live", status_code=303)
     if run_id is None:
         from tunewise.ui.start_jobs import Problem
 
