@@ -155,3 +155,15 @@ def test_an_experiment_started_from_the_page_runs_in_the_background(client, tmp_
     assert (runs / run_id / "results.json").is_file() and not (runs.parent / "elsewhere").exists()
     saved = next((runs / ".ui-experiments").iterdir())
     assert (saved / "experiment.yaml").read_text() == text
+
+
+@pytest.mark.subprocess
+def test_a_run_that_stops_before_its_folder_exists_shows_its_output(client, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "broken.jsonl"
+    data.write_text('{"text": "a", "label": "x"}\n{oops\n')
+    text = f"name: t\ndata: {{path: {data}}}\ntask: {{type: classify}}\narms: [{{name: c, type: classical}}]\n"
+    token = _token(client.get("/start").text)
+    response = client.post("/start", data={"csrf_token": token, "yaml": text}, follow_redirects=False)
+    assert response.status_code == 200 and 'id="problems"' in response.text
+    assert "the run did not start (exited with code 2)" in response.text and "tunewise check" in response.text
