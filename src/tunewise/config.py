@@ -83,6 +83,10 @@ def _check_judge(experiment: Experiment, names: list[str]) -> None:
     if unknown:
         raise ValueError(f"evaluation.judge.arms {unknown} are not arms; known: {names}. Fix: list arm names")
     judged = judge.arms or names
+    if metric == "judge" and set(judged) != set(names):
+        raise ValueError(f"evaluation.primary_metric `judge` ranks every arm by the judge, but evaluation.judge.arms "
+                         f"leaves out {sorted(set(names) - set(judged))}. Fix: remove evaluation.judge.arms, or rank "
+                         "by `score`")
     if judge.mode == "pairwise" and len(set(judged)) < 2:
         raise ValueError(f"evaluation.judge.mode pairwise compares two arms' answers, but only {sorted(set(judged))} "
                          "would be judged. Fix: judge at least two arms, or use mode: pointwise")

@@ -59,6 +59,12 @@ def agreement(task_kind: str, judge: Mapping[str, np.ndarray], fams: Mapping[str
             ranking.append({"metric": metric, "kendall": None if np.isnan(tau) else float(tau),
                             "by_judge": sorted(present, key=lambda a: -judge_means[a]),
                             "by_metric": sorted(present, key=lambda a: -metric_means[a]),
-                            "same_best": max(present, key=lambda a: judge_means[a])
-                            == max(present, key=lambda a: metric_means[a])})
+                            "same_best": _same_best(present, judge_means, metric_means)})
     return {"per_example": rows, "ranking": ranking}
+
+
+def _same_best(arms: Sequence[str], judge: Mapping[str, float], metric: Mapping[str, float]) -> bool | None:
+    """Whether the judge's best arm is the metric's best; None when the judge ties several arms for best."""
+    top = max(judge[a] for a in arms)
+    best = [a for a in arms if judge[a] == top]
+    return None if len(best) > 1 else best[0] == max(arms, key=lambda a: metric[a])
