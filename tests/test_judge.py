@@ -205,3 +205,42 @@ def test_a_judge_preferring_one_arm_in_both_orders_gives_it_the_wins(tmp_path, m
     section = json.loads((result.run.path / "results.json").read_text())["judge"]
     assert section["pairwise"][0]["b_wins"] == 5 and section["position_bias_rate"] == 0.0
     assert section["arms"]["fs"]["value"] == 1.0 and section["arms"]["zs"]["value"] == 0.0
+
+
+def test_agreement_ranks_the_judge_against_rouge_and_chrf_per_example_and_per_arm():
+    from tunewise.evaluate.judge_agreement import agreement
+    from tunewise.evaluate.metrics import families
+    from tunewise.schema import Prediction
+    from tunewise.settings import TaskConfig
+    from tunewise.tasks import make_task
+
+    task = make_task(TaskConfig(type="generate"), [])
+    refs = ["the cat sat on the mat", "rain falls in spain", "markets rise on hopes", "team wins the cup"]
+    answers = {"good": refs, "half": ["the cat sat", "rain in spain", "markets rise", "team wins"],
+               "bad": ["zebra", "xylophone", "quark", "yodel"]}
+    fams = {arm: families([Prediction(id=str(i), arm=arm, input="", reference=r, prediction=a, raw=a,
+                                      latency_s=0.1)
+                           for i, (r, a) in enumerate(zip(refs, texts))], task) for arm, texts in answers.items()}
+    import numpy as np
+
+    judge = {"good": np.ones(4), "half": np.full(4, 0.5), "bad": np.zeros(4)}
+    found = agreement("generate", judge, fams, {a: float(v.mean()) for a, v in judge.items()})
+    rows = {r["metric"]: r for r in found["per_example"]}
+    assert set(rows) == {"rouge_l", "chrf"} and rows["rouge_l"]["n"] == 12
+    assert rows["rouge_l"]["spearman"] > 0.8 and rows["chrf"]["kendall"] > 0.7
+    ranking = {r["metric"]: r for r in found["ranking"]}
+    assert ranking["chrf"]["by_judge"] == ranking["chrf"]["by_metric"] == ["good", "half", "bad"]
+    assert ranking["rouge_l"]["kendall"] == 1.0 and ranking["rouge_l"]["same_best"] is True
+
+
+def test_an_endpoint_judge_is_priced_by_tokens_and_a_local_one_by_compute_seconds():
+    from tunewise.evaluate.judge_evidence import judge_cost
+    from tunewise.settings import CostConfig
+
+    usage = {"calls": 10, "cached": 4, "prompt_tokens": 2_000_000, "completion_tokens": 100_000, "compute_s": 36.0}
+    cost = CostConfig(remote_prices={"judge-m": {"input_per_million": 0.5, "output_per_million": 2.0,
+                                                 "as_of": "2026-12-01"}})
+    remote = judge_cost({"endpoint": "http://x/v1", "model": "judge-m", "usage": usage}, cost, 1.0)
+    assert remote["usd"] == pytest.approx(1.0 + 0.2) and remote["per_1k_calls_usd"] == pytest.approx(120.0)
+    local = judge_cost({"endpoint": None, "model": "smollm2", "usage": usage}, cost, 3.6)
+    assert local["usd"] == pytest.approx(36.0 * 3.6 / 3600) and "compute seconds" in local["source"]
