@@ -71,6 +71,10 @@ class Experiment(Strict):
 def _check_judge(experiment: Experiment, names: list[str]) -> None:
     """evaluation.judge fits the task and the arms; primary_metric `judge` has a judge to ask."""
     judge, metric = experiment.evaluation.judge, experiment.evaluation.primary_metric
+    if metric == "judge" and experiment.evaluation.robustness.perturbations:
+        raise ValueError("evaluation.robustness re-runs the arms on perturbed inputs, and those answers are not "
+                         "judged, so a drop in `judge` cannot be measured. Fix: rank by `score` "
+                         "(evaluation.primary_metric), or remove evaluation.robustness.perturbations")
     if judge is None:
         if metric == "judge":
             raise ValueError("evaluation.primary_metric is `judge` but evaluation.judge is not set. Fix: add "
