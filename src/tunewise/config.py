@@ -56,15 +56,44 @@ class Experiment(Strict):
             registry.check(arm, self)
         if self.evaluation.primary_metric is None:
             self.evaluation.primary_metric = "accuracy" if self.task.type == "classify" else "score"
-        if self.evaluation.primary_metric != "score" and self.task.type != "classify":
+        if self.evaluation.primary_metric not in ("score", "judge") and self.task.type != "classify":
             raise ValueError(f"evaluation.primary_metric {self.evaluation.primary_metric!r} needs task.type classify; "
-                             "use `score` for extract and generate")
+                             "use `score` (or `judge`, with evaluation.judge set) for extract and generate")
+        _check_judge(self, names)
         if self.evaluation.gates.max_invalid_rate is not None and self.task.type != "extract":
             raise ValueError(f"evaluation.gates.max_invalid_rate applies to extract tasks (answers that must be JSON); "
                              f"task.type is {self.task.type}. Fix: remove the gate")
         if self.evaluation.baseline_arm is not None and self.evaluation.baseline_arm not in names:
             raise ValueError(f"evaluation.baseline_arm {self.evaluation.baseline_arm!r} is not an arm; known: {names}")
         return self
+
+
+def _check_judge(experiment: Experiment, names: list[str]) -> None:
+    """evaluation.judge fits the task and the arms; primary_metric `judge` has a judge to ask."""
+    judge, metric = experiment.evaluation.judge, experiment.evaluation.primary_metric
+    if metric == "judge" and experiment.evaluation.robustness.perturbations:
+        raise ValueError("evaluation.robustness re-runs the arms on perturbed inputs, and those answers are not "
+                         "judged, so a drop in `judge` cannot be measured. Fix: rank by `score` "
+                         "(evaluation.primary_metric), or remove evaluation.robustness.perturbations")
+    if judge is None:
+        if metric == "judge":
+            raise ValueError("evaluation.primary_metric is `judge` but evaluation.judge is not set. Fix: add "
+                             "evaluation.judge (e.g. {mode: pointwise}) or rank by `score`")
+        return
+    if experiment.task.type == "classify":
+        raise ValueError("evaluation.judge scores free-text answers (task.type generate or extract); task.type is "
+                         "classify, where accuracy already says which answer is right. Fix: remove evaluation.judge")
+    unknown = [a for a in judge.arms or [] if a not in names]
+    if unknown:
+        raise ValueError(f"evaluation.judge.arms {unknown} are not arms; known: {names}. Fix: list arm names")
+    judged = judge.arms or names
+    if metric == "judge" and set(judged) != set(names):
+        raise ValueError(f"evaluation.primary_metric `judge` ranks every arm by the judge, but evaluation.judge.arms "
+                         f"leaves out {sorted(set(names) - set(judged))}. Fix: remove evaluation.judge.arms, or rank "
+                         "by `score`")
+    if judge.mode == "pairwise" and len(set(judged)) < 2:
+        raise ValueError(f"evaluation.judge.mode pairwise compares two arms' answers, but only {sorted(set(judged))} "
+                         "would be judged. Fix: judge at least two arms, or use mode: pointwise")
 
 
 def _rebuild_arms() -> None:

@@ -20,7 +20,9 @@ class Strict(BaseModel):
 
 class DataConfig(Strict):
     path: Path = Field(description="Data file (JSONL, JSON, CSV/TSV, Parquet or Excel .xlsx). Relative paths are relative "
-                                   "to the YAML file. The special value `bundled:bbc-news` is the bundled BBC News dataset.")
+                                   "to the YAML file. The special value `bundled:bbc-news` is the bundled BBC News dataset "
+                                   "(topic classification); `bundled:bbc-headlines` the same articles as headline "
+                                   "writing (input: the body, output: its first line, the headline).")
     format: Literal["jsonl", "json", "csv", "parquet", "xlsx"] | None = Field(None, description="Container format; default: from the extension.")
     mapping: dict[str, str] | None = Field(None, description="Column mapping, e.g. {input: body, output: category}, when the "
                                                              "data does not use a standard shape; roles: input, output, "
@@ -188,10 +190,53 @@ class BudgetConfig(Strict):
                                                           "examples are scored to fit.")
 
 
+class JudgeSettings(Strict):
+    """An LLM judging the arms' answers (generate and extract tasks): see tunewise.evaluate.judge."""
+
+    mode: Literal["pointwise", "pairwise"] = Field(
+        "pointwise", description="pointwise: each answer scored on its own (evaluation.judge.scale); pairwise: "
+                                 "every two arms' answers to one input compared, in both orders (A/B, then B/A); "
+                                 "a win counts only when both orders agree, else it is a tie.")
+    scale: Literal["1-5", "pass_fail"] = Field(
+        "1-5", description="pointwise: a score from 1 to 5 (scaled to 0-1 as (s - 1) / 4), or pass/fail (1 or 0).")
+    model: str | None = Field(
+        None, description="The judge model: without base_url a local folder, hub id or `smollm2` (the bundled "
+                          "model, the default); with base_url the model name the endpoint serves (required).")
+    base_url: str | None = Field(None, description="An OpenAI-compatible endpoint for the judge, e.g. "
+                                                   "http://127.0.0.1:8000/v1; unset: the judge runs locally.")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="Endpoint judges: environment variable holding the "
+                                                                  "key; null for none.")
+    concurrency: int = Field(4, ge=1, le=256, description="Endpoint judges: requests in flight at once.")
+    timeout_s: float = Field(60, gt=0, description="Endpoint judges: per-request timeout.")
+    retries: int = Field(4, ge=0, le=20, description="Endpoint judges: retries on 429/5xx/timeouts.")
+    precision: Literal["auto", "bf16", "fp32", "fp16"] = Field("auto", description="Local judges: precision.")
+    batch_size: int = Field(8, ge=1, le=512, description="Local judges: prompts per forward pass.")
+    max_tokens: int = Field(48, ge=4, le=4096, description="Endpoint judges: the reply budget (verdict and a short "
+                                                          "reason).")
+    rubric: str | None = Field(None, min_length=1, description="What a good answer is, in your words; default: the "
+                                                               "task kind's own rubric (generate: faithful, "
+                                                               "relevant, concise; extract: every field right).")
+    use_reference: bool = Field(True, description="Show the judge the reference answer too; false: judge the answer "
+                                                  "against the input alone.")
+    arms: list[str] | None = Field(None, min_length=1, description="Arms to judge; default: every arm that "
+                                                                  "finished.")
+
+    @model_validator(mode="after")
+    def _endpoint_names_its_model(self) -> JudgeSettings:
+        if self.base_url is not None and not self.model:
+            raise ValueError("evaluation.judge.base_url is set but evaluation.judge.model is not. Fix: set "
+                             "evaluation.judge.model to the model name the endpoint serves")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"evaluation.judge.base_url {self.base_url!r} is not an http(s) URL. Fix: give the "
+                             "endpoint's API root, e.g. http://127.0.0.1:8000/v1")
+        return self
+
+
 class EvaluationConfig(Strict):
-    primary_metric: Literal["accuracy", "macro_f1", "score"] | None = Field(
+    primary_metric: Literal["accuracy", "macro_f1", "score", "judge"] | None = Field(
         None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
-                          "task's own: exact match) for extract/generate. Default: accuracy, or score.")
+                          "task's own: exact match) or judge (evaluation.judge's score, 0-1) for extract/generate. "
+                          "Default: accuracy, or score.")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the paired tests between arms; "
                                                          "confidence intervals are at 1 - alpha.")
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples for confidence "
@@ -232,6 +277,9 @@ class EvaluationConfig(Strict):
     gates: GatesConfig = Field(default_factory=GatesConfig,
                                description="Hard limits (retention, robustness drop, invalid outputs, p95 latency, "
                                            "cost): an arm failing one is out of the verdict, with the reason.")
+    judge: JudgeSettings | None = Field(None, description="An LLM judge scoring generate/extract answers "
+                                                          "(pointwise or pairwise, with a rubric); its score is the "
+                                                          "metric `judge` (see docs/evidence.md). Unset: no judge.")
 
     @model_validator(mode="after")
     def _robustness_gate_has_perturbations(self) -> EvaluationConfig:

@@ -233,7 +233,8 @@ def _halving(arm: PromptSearchArm, ctx: ArmContext, backend: Any, candidates: li
 
 
 def _score(ctx: ArmContext, backend: Any, render: Any, examples: list[Example], advance: Any) -> tuple[float, int]:
-    """The primary metric of one candidate on `examples` (answers cached by backend and exact prompt)."""
+    """The primary metric of one candidate on `examples` (answers cached by backend and exact prompt); for generate
+    tasks ROUGE-L, since their `score` (exact match) is ~0 for every candidate and a judge is too costly here."""
     from tunewise.arms.prompted import answer_cached
 
     answers, _ = answer_cached(ctx, backend, backend.identity(), [render(e) for e in examples], advance)
@@ -244,6 +245,10 @@ def _score(ctx: ArmContext, backend: Any, render: Any, examples: list[Example], 
 
         return float(f1_score(references, predicted, labels=list(ctx.task.labels), average="macro",
                               zero_division=0)), len(answers)
+    if ctx.task.name == "generate":  # exact match ties every candidate at ~0 on free text; ROUGE-L ranks them
+        from tunewise.evaluate.metrics import rouge_l
+
+        return sum(rouge_l(references, predicted)) / len(answers), len(answers)
     return sum(ctx.task.score(p, r) for p, r in zip(predicted, references)) / len(answers), len(answers)
 
 

@@ -17,15 +17,17 @@ def render_result(result: ExperimentResult, console: Console) -> None:
     metrics = result.metrics
     labelled = any("accuracy" in m for m in metrics.values())
     table = Table(title=escape(f"Run {result.run.id}: {next(iter(metrics.values()), {}).get('n', 0)} test examples"))
-    columns = ("arm", "accuracy", "macro-F1") if labelled else ("arm", "exact match")
+    judged = any("judge" in m for m in metrics.values())  # evaluation.judge's score, when a judge ran
+    columns = ("arm", "accuracy", "macro-F1") if labelled else ("arm", "exact match") + (("judge",) if judged else ())
     show_failed = any(m["failed"] for m in metrics.values())
     show_cost = any(m.get("cost_per_1k_usd") for m in metrics.values())
     for name in columns + (("failed",) if show_failed else ()) + ("p50 ms", "compute s/1k", "prompt tok") + \
             (("$/1k req",) if show_cost else ()) + ("cached",):
         table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True)
-    key = result.primary_metric if labelled else "score"
+    key = result.primary_metric if labelled or result.primary_metric == "judge" else "score"
     for name, m in sorted(metrics.items(), key=lambda item: -item[1].get(key, 0.0)):
         quality = (f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}") if labelled else (f"{m['score']:.3f}",)
+        quality += (f"{m['judge']:.3f}" if "judge" in m else "–",) if judged and not labelled else ()
         failed = (str(m["failed"]),) if show_failed else ()
         cost = (usd(m["cost_per_1k_usd"]) if "cost_per_1k_usd" in m else "–",) if show_cost else ()
         table.add_row(escape(name), *quality, *failed, f"{m['latency_p50_s'] * 1000:,.0f}",

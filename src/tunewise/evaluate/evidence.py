@@ -27,6 +27,7 @@ from tunewise.evaluate.distillation import distillation_summary
 from tunewise.evaluate.gates import check_gates
 from tunewise.evaluate.hardware_price import resolve_hourly
 from tunewise.evaluate.human_review import human_review_for_run
+from tunewise.evaluate.judge_evidence import judge_family, judge_scores, judge_section
 from tunewise.evaluate.metrics import arm_metrics, confusion_matrix, families
 from tunewise.evaluate.projection import project, sentence
 from tunewise.evaluate.review import review_sheet
@@ -87,6 +88,8 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
     aligned = {name: [by_arm[name][i] for i in ids] for name in finished}
     fams = {name: families(aligned[name], task) for name in finished}
     weights = resample_weights(len(ids), ev.bootstrap_resamples, seed) if ids else None
+    judged = _read_json(run_dir / "judge.json", notes) if ev.judge is not None else None
+    judge_by_arm = _add_judge(judged, ids, fams, metric, notes, run_dir)
 
     arms: dict[str, Any] = {}
     cost_known: dict[str, float | None] = {}
@@ -103,7 +106,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         training_usd = train_cost["usd"] if train_cost else 0.0
         arms[name] = {
             "type": arm.type, "model": getattr(arm, "model", None),
-            "summary": arm_metrics(predictions, task),
+            "summary": arm_metrics(predictions, task) | ({"judge": cis["judge"]["value"]} if "judge" in cis else {}),
             "metrics": {k: v for k, v in cis.items() if "[" not in k},
             "per_class": _per_class(cis, task.labels) if task.labels else None,
             "confusion": confusion_matrix(predictions, task.labels) if task.labels else None,
@@ -139,11 +142,32 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "baseline": baseline, "roi": roi,
         "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
         "robustness": robustness or None, "gates": gates,
+        "judge": judge_section(judged, ids, judge_by_arm, arms, fams, weights, 1 - alpha, task.name, cost_cfg,
+                               hourly.usd_per_hour) if judged else None,
         "verdict": verdict.to_dict(),
         "review": review_sheet(ids, aligned, ev.review_size, seed, task.score) if len(finished) > 1 else None,
         "human_review": human_review_for_run(run_dir, list(arms), 1 - alpha),
         "notes": notes,
     }
+
+
+def _add_judge(judged: Mapping[str, Any] | None, ids: Sequence[str], fams: dict[str, list[Any]], metric: str,
+               notes: list[str], run_dir: Path) -> dict[str, np.ndarray]:
+    """The judge's per-example scores (judge.json) joined to each judged arm's metric families as `judge`, so they
+    get intervals and paired tests like any metric; refuses a judge-ranked run whose judge did not cover every arm."""
+    scores = judge_scores(judged, ids) if judged else {}
+    scores = {name: values for name, values in scores.items() if name in fams}
+    for name, values in scores.items():
+        fams[name] = [*fams[name], judge_family(values)]
+    if judged and judged.get("error"):
+        notes.append(f"the judge failed ({judged['error']}); no judge scores")
+    missing = [name for name in fams if name not in scores]
+    if metric == "judge" and missing:
+        why = f"the judge failed: {judged['error']}" if judged and judged.get("error") else \
+            f"judge.json has no verdicts for {missing}"
+        raise EvidenceError(f"{run_dir / 'judge.json'}: evaluation.primary_metric is `judge` but {why}. Fix: make "
+                            "the judge reachable and run `tunewise run --resume` on this run (answers are kept)")
+    return scores
 
 
 def _distillations(arms: dict[str, Any], aligned: Mapping[str, Sequence[Prediction]], run_dir: Path, cost_of: Any,

@@ -156,6 +156,10 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
             return ExperimentResult(run, {}, seconds=time.perf_counter() - started)
         # before the evidence, which reads robustness.json; an extension keeps the first look's
         robustness = _robustness(experiment, ctx, done, log) if looks is None else {}
+        if experiment.evaluation.judge is not None and done:  # judge.json, read by the evidence; cached calls
+            from tunewise.pipeline.judging import run_judge
+
+            run_judge(experiment.evaluation.judge, ctx, done, log)
         # the evidence: metrics with intervals, paired tests, cost, verdict; results.json, report.md/.html
         results = run_evidence(experiment, run.path, run.id, task, test, done, failures)
         summary = metrics_summary(results, failures)

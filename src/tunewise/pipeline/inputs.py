@@ -27,14 +27,20 @@ class ExperimentError(ValueError):
 
 
 def resolve_data_path(path: Path, field: str = "data.path") -> Path:
-    """A data file's real path (`bundled:bbc-news` is the bundled dataset, converted once)."""
+    """A data file's real path (`bundled:bbc-news` is the bundled dataset, converted once; `bundled:bbc-headlines`
+    the same articles as headline writing)."""
     raw = str(path)
     if raw == "bundled:bbc-news":
         from tunewise.assets import bundled_dataset_path
 
         return bundled_dataset_path()
+    if raw == "bundled:bbc-headlines":  # the same articles, input = body, output = headline (data/headlines.py)
+        from tunewise.data.headlines import headlines_dataset_path
+
+        return headlines_dataset_path()
     if raw.startswith("bundled:"):
-        raise ExperimentError(f"{field} {raw!r}: the only bundled dataset is bundled:bbc-news")
+        raise ExperimentError(f"{field} {raw!r}: the bundled datasets are bundled:bbc-news (topic classification) "
+                              "and bundled:bbc-headlines (headline writing). Fix: use one of them or a file path")
     return path
 
 
