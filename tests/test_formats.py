@@ -159,3 +159,41 @@ def test_weight_rules(write):
     data = read_examples(write("w.jsonl", [ok, bad]))
     assert data.examples[0].messages[1].weight == 0
     assert codes_at(data, 2) == {"invalid_weight"}
+
+
+HASH_TEXTS = ["plain", "quote \" and back\\slash", "tab\tnew\nline \x01", "café ｆｕｌｌ 😀", "</script>", " ", "\u2028"]
+
+
+@pytest.mark.parametrize("text", HASH_TEXTS)
+def test_content_hash_id_is_the_json_dumps_hash(text):
+    """The id of a record without one is the hash of json.dumps of its messages; the fast path that builds
+    that string by hand must produce the same bytes (ids are stable across versions of tunewise)."""
+    import hashlib
+
+    from tunewise.data.records import RawRecord
+    from tunewise.data.shapes import to_example
+    from tunewise.schema import Message
+
+    record = chat(f"question {text}", f"answer {text}", system=f"system {text}")
+    for weighted in (False, True):
+        if weighted:
+            record["messages"][2]["weight"] = 1
+        example, problems = to_example(RawRecord(1, record), "chat", None)
+        assert not problems
+        messages = [Message(m["role"], m["content"], m.get("weight")) for m in record["messages"]]
+        canonical = json.dumps([m.to_dict() for m in messages], ensure_ascii=False, sort_keys=True)
+        assert example.id == hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("content", ["ok", " x ", "\x1f", " \t\n", "", "\u200b", "caf\u00e9", 5, None, ["a"]])
+def test_plain_message_fast_path_agrees_with_the_full_checks(content):
+    """`_message` accepts {"role", "content": ASCII text} without the full checks; every other content (empty,
+    blank, invisible, non-ASCII, not a string) still goes through them and gets the same verdict as before."""
+    from tunewise.data.shapes import INVISIBLE, _message
+
+    message, problems = _message({"role": "user", "content": content}, 0, 1)
+    blank = isinstance(content, str) and not content.translate(INVISIBLE).strip()
+    if isinstance(content, str) and not blank:
+        assert message is not None and message.content == content and not problems
+    else:
+        assert message is None and problems

@@ -192,10 +192,13 @@ def _privacy_checks(examples: Sequence[Example], shape: str | None) -> list[Issu
     scans: dict[str, list[privacy.Finding]] = {}  # a repeated text (a system prompt) is scanned once
     for e in examples:
         for index, message in enumerate(e.messages):
+            findings = scans.get(message.content)
+            if findings is None:
+                findings = scans[message.content] = privacy.scan(message.content)
+            if not findings:  # nearly every message: skip the per-message bookkeeping below
+                continue
             by_code: dict[str, list[str]] = {}
-            if message.content not in scans:
-                scans[message.content] = privacy.scan(message.content)
-            for finding in scans[message.content]:
+            for finding in findings:
                 by_code.setdefault(finding.code, []).append(_mask(message.content[finding.start:finding.end]))
             for code, values in by_code.items():
                 what = ", ".join(values[:3]) + (f" and {len(values) - 3} more" if len(values) > 3 else "")

@@ -34,7 +34,10 @@ class SFTSettings(BaseModel):
                             "available (train/memory.py); the choice and why are in the training record.")
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    # 0 by default, as peft's own LoraConfig: on a CPU dropout was 40% of a bf16 LoRA step (a random mask and a
+    # copy of each adapter's input; BENCHMARKS.md, train_efficiency), and the fine-tuning API trains without it.
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch (0 = none; 0.05-0.1 "
+                                "regularises small data, at a cost in speed on CPUs).")
     target_modules: list[str] | str = Field("all-linear", description="Modules given adapters: 'all-linear' "
                                             "(every linear layer but the output head, found per architecture "
                                             "by peft) or a list of module names.")
