@@ -196,6 +196,9 @@ def test_predictions_being_written_and_damaged_lines(runs, tmp_path):
     page = client.get(f"/runs/{run_id}/predictions?arm=classical&size=200").text
     last_id = json.loads(lines[-1])["id"]
     assert f"<td class=\"mono nowrap\">{last_id}</td>" in page and "–" in rows_of(page, "predictions")[-1][3]
+    path.write_text("".join(lines[:3]) + "\n  \n" + "".join(lines[3:]), encoding="utf-8")  # blank lines are skipped
+    page = client.get(f"/runs/{run_id}/predictions?arm=classical&size=200").text
+    assert len(rows_of(page, "predictions")) == len(lines)
     path.write_text("".join(lines[:4]) + "{not json\n" + "".join(lines[5:]), encoding="utf-8")
     response = client.get(f"/runs/{run_id}/predictions")
     assert response.status_code == 422 and "predictions/classical.jsonl line 5: invalid JSON" in response.text

@@ -97,17 +97,38 @@ class PredictionTable:
     correct: dict[str, list[bool | None]]
     errors: dict[str, list[str | None]]
     disagree: list[bool]
-    haystack: list[str] = field(repr=False)  # lower-cased id, input, reference and answers for text search
+    _haystack: list[str] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def haystack(self) -> list[str]:
+        """Lower-cased id, input, reference and answers per example, for text search. Built on the first search,
+        not with the table: it copies every text once more, and most visits never search."""
+        if self._haystack is None:
+            self._haystack = ["\n".join([self.ids[i], self.inputs[i], self.references[i],
+                                          *(self.answers[a][i] or "" for a in self.answers)]).lower()
+                              for i in range(len(self.ids))]
+        return self._haystack
 
 
 def _read_predictions(path: Path) -> list[dict[str, Any]]:
     """Every record of a predictions file. A last line without its newline is an answer still being written (the
     run is going on) and is left out, as PredictionStore does; any other bad line is named by its number."""
     with open(path, encoding="utf-8", errors="replace") as handle:
-        raw = handle.read().split("\n")[:-1]  # the part after the last newline: "" or an unfinished line
+        text = handle.read()
+    complete = text[:text.rfind("\n") + 1]  # after the last newline: "" or an unfinished line
+    if complete and "\n\n" not in complete and not complete.startswith("\n"):
+        # the usual file: one record per line, no blank lines, so the lines joined by commas are one JSON array
+        # (one parse of the whole file, several times faster than one json.loads per line)
+        try:
+            rows = json.loads("[" + complete[:-1].replace("\n", ",") + "]")
+        except json.JSONDecodeError:
+            rows = None
+        if rows is not None and all(isinstance(row, dict) and isinstance(row.get("id"), str) for row in rows):
+            return rows
+    raw = complete.split("\n")[:-1]
     numbered = [(number, line) for number, line in enumerate(raw, 1) if line and not line.isspace()]
     try:  # one parse of the whole file is much faster than one per line; per line only to name a bad one
         rows = json.loads("[" + ",".join(line for _, line in numbered) + "]")
@@ -154,9 +175,7 @@ def build_table(files: Mapping[str, Path], same: Callable[[str, str], bool]) -> 
         errors[arm] = [None if row is None or not row.get("error") else str(row["error"]) for row in got]
         correct[arm] = [None if answer is None else same(answer, ref) for answer, ref in zip(answers[arm], references)]
     disagree = [len({answers[arm][i] for arm in answers if answers[arm][i] is not None}) > 1 for i in range(len(ids))]
-    haystack = ["\n".join([ids[i], inputs[i], references[i], *(answers[a][i] or "" for a in answers)]).lower()
-                for i in range(len(ids))]
-    return PredictionTable(list(per_arm), ids, inputs, references, answers, correct, errors, disagree, haystack)
+    return PredictionTable(list(per_arm), ids, inputs, references, answers, correct, errors, disagree)
 
 
 def exact(answer: str, reference: str) -> bool:
