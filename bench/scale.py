@@ -14,15 +14,23 @@ better) with the quality check: the grid's cross-validated score of the candidat
 and their difference (the target is <= 0.005).
 
     .venv/bin/python bench/scale.py [--small] [--repeats 1] [--skip-index]
+
+`--head-to-head` instead runs the whole default head-to-head on the same rows: `tunewise run` with the arms of
+examples/bbc-news.yaml (only data.path and the instructions changed), in a child process as a user would, and
+prints the wall time of each stage from the run's events.jsonl (data read, check and split before the first arm;
+each arm; robustness, evidence and report after the last) and the child's peak resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -152,13 +160,53 @@ def compare(train: list[Any], config: ClassicalConfig, repeats: int) -> None:
     print(f"ratio classical_search_vs_gridsearch {statistics.median(grid_s) / statistics.median(ours_s):.2f}")
 
 
+def head_to_head(rows: list[dict[str, str]], folder: Path) -> None:
+    """`tunewise run` with examples/bbc-news.yaml's arms on the sentence rows; wall time per stage from events."""
+    import yaml
+
+    data = folder / "bbc-sentences.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    example = Path(__file__).resolve().parents[1] / "examples" / "bbc-news.yaml"
+    config = yaml.safe_load(example.read_text(encoding="utf-8"))
+    config["name"] = "bbc-sentences"
+    config["data"] = {"path": str(data)}
+    config["runs_dir"] = str(folder / "runs")
+    config["task"]["instructions"] = "Classify the sentence from a news article by the article's topic."
+    config_path = folder / "bbc-sentences.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    runs = folder / "runs"
+    start = time.time()
+    env = {**os.environ, "TUNEWISE_CACHE": str(folder / "cache")}  # cold: no answer, index or training reused
+    child = subprocess.run([sys.executable, "-m", "tunewise.cli", "run", str(config_path)], check=False, env=env)
+    wall = time.time() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child's, in MB
+    events = [json.loads(line) for line in next(runs.glob("*/events.jsonl")).read_text().splitlines() if line]
+    marks = [(e["time"], e["kind"], e.get("arm")) for e in events if e["kind"] in
+             ("run_started", "arm_started", "arm_finished", "run_completed", "run_failed")]
+    begun = {arm: t for t, kind, arm in marks if kind == "arm_started"}
+    arm_times = [(t, arm) for t, kind, arm in marks if kind == "arm_finished"]
+    first = min(begun.values()) if begun else marks[-1][0]
+    print(f"stage {'data, check, split':<28} {first - marks[0][0]:8.1f} s", flush=True)
+    for finished, arm in arm_times:
+        print(f"stage arm {arm:<24} {finished - begun[arm]:8.1f} s", flush=True)
+    last = max(t for t, _ in arm_times) if arm_times else first
+    print(f"stage {'robustness, evidence, report':<28} {marks[-1][0] - last:8.1f} s", flush=True)
+    print(f"head-to-head {marks[-1][1]} exit {child.returncode}, wall {wall:.1f} s, peak rss {peak:.0f} MB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="60 articles per topic (~5,000 rows): a quick check")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the search comparison")
     parser.add_argument("--skip-index", action="store_true", help="skip the retrieval index (minutes at full size)")
+    parser.add_argument("--head-to-head", action="store_true",
+                        help="run examples/bbc-news.yaml's arms on the rows with `tunewise run` (minutes)")
     args = parser.parse_args()
     rows = sentence_rows(60 if args.small else None)
+    if args.head_to_head:
+        with tempfile.TemporaryDirectory() as tmp:
+            head_to_head(rows, Path(tmp))
+        return
     config = ClassicalConfig()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bbc-sentences.jsonl"
