@@ -134,10 +134,7 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "test_examples": len(ids), "primary_metric": metric, "alpha": alpha, "confidence": 1 - alpha,
         "margin": ev.margin,
         "bootstrap": {"resamples": ev.bootstrap_resamples, "seed": seed, "method": "percentile"},
-        "cost_assumptions": {"hardware_usd_per_hour": hourly.usd_per_hour, "hardware_price": hourly.to_dict(),
-                             "requests_per_day": cost_cfg.requests_per_day, "horizon_days": cost_cfg.horizon_days,
-                             "amortisation_requests": volume,
-                             "remote_prices": {k: v.model_dump() for k, v in cost_cfg.remote_prices.items()}},
+        "cost_assumptions": _cost_assumptions(cost_cfg, hourly, volume),
         "arms": arms, "majority_baseline": baseline_floor, "failures": dict(failures), "pairwise": pairwise,
         "baseline": baseline, "roi": roi,
         "slices": slice_report(examples, fams, ev.slice_by, metric, ev.slice_gap_warn) if ev.slice_by and ids else None,
@@ -149,6 +146,14 @@ def build_results(experiment: Experiment, run_dir: Path, run_id: str, task: Task
         "human_review": human_review_for_run(run_dir, list(arms), 1 - alpha),
         "notes": notes,
     }
+
+
+def _cost_assumptions(cost_cfg: Any, hourly: Any, volume: float) -> dict[str, Any]:
+    """The prices and volumes every cost figure in results.json was computed with."""
+    return {"hardware_usd_per_hour": hourly.usd_per_hour, "hardware_price": hourly.to_dict(),
+            "requests_per_day": cost_cfg.requests_per_day, "horizon_days": cost_cfg.horizon_days,
+            "amortisation_requests": volume,
+            "remote_prices": {k: v.model_dump() for k, v in cost_cfg.remote_prices.items()}}
 
 
 def _add_judge(judged: Mapping[str, Any] | None, ids: Sequence[str], fams: dict[str, list[Any]], metric: str,
