@@ -45,10 +45,21 @@ def experiment_yaml(folder: Path, runs_dir: Path, max_test: int = 30) -> Path:
 
 
 def finished_run(folder: Path) -> Path:
-    """Run the experiment in-process; returns the run folder."""
+    """Run the experiment in-process with its own cache under `folder` (no answer reused from another test's
+    run); returns the run folder."""
+    import os
+
     from tunewise.config import load_experiment
     from tunewise.pipeline.experiment import run_experiment
 
-    result = run_experiment(load_experiment(experiment_yaml(folder, folder / "runs")), log=lambda m: None)
+    previous = os.environ.get("TUNEWISE_CACHE")
+    os.environ["TUNEWISE_CACHE"] = str(folder / "cache")
+    try:
+        result = run_experiment(load_experiment(experiment_yaml(folder, folder / "runs")), log=lambda m: None)
+    finally:
+        if previous is None:
+            del os.environ["TUNEWISE_CACHE"]
+        else:
+            os.environ["TUNEWISE_CACHE"] = previous
     assert not result.failures, result.failures
     return result.run.path

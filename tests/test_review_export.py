@@ -17,14 +17,7 @@ from tunewise.store.reviews import make_review, save_review
 
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    folder = tmp_path_factory.mktemp("export")
-    os.environ["TUNEWISE_CACHE"] = str(folder / "cache")
-    try:
-        run_dir = finished_run(folder)
-    finally:
-        del os.environ["TUNEWISE_CACHE"]
+    run_dir = finished_run(tmp_path_factory.mktemp("export"))
     test = [json.loads(line) for line in (run_dir / "splits" / "test.jsonl").read_text().splitlines()]
     predictions = {json.loads(line)["id"]: json.loads(line)
                    for line in (run_dir / "predictions" / "logreg.jsonl").read_text().splitlines()}

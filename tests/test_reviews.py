@@ -23,14 +23,7 @@ from tunewise.store.reviews import REVIEWS_FILE, ReviewError, make_review, read_
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    folder = tmp_path_factory.mktemp("reviewed")
-    os.environ["TUNEWISE_CACHE"] = str(folder / "cache")
-    try:
-        return finished_run(folder)
-    finally:
-        del os.environ["TUNEWISE_CACHE"]
+    return finished_run(tmp_path_factory.mktemp("reviewed"))
 
 
 def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

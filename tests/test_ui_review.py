@@ -21,14 +21,7 @@ from tunewise.ui.app import create_app
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    folder = tmp_path_factory.mktemp("ui-review")
-    os.environ["TUNEWISE_CACHE"] = str(folder / "cache")
-    try:
-        return finished_run(folder)
-    finally:
-        del os.environ["TUNEWISE_CACHE"]
+    return finished_run(tmp_path_factory.mktemp("ui-review"))
 
 
 @pytest.fixture
