@@ -125,7 +125,17 @@ def test_primary_metric_defaults_by_task_and_is_checked(tmp_path):
     path.write_text(MINIMAL.replace("classify", "generate"))
     assert load_experiment(path).evaluation.primary_metric == "score"
     path.write_text(MINIMAL.replace("classify", "generate") + "evaluation: {primary_metric: macro_f1}\n")
-    with pytest.raises(ConfigError, match="needs task.type classify"):
+    with pytest.raises(ConfigError, match="needs task.type classify, and task.type is generate. Fix: use `score`, "
+                                          "`rouge_l`, `chrf`, `bleu`"):
+        load_experiment(path)
+    path.write_text(MINIMAL.replace("classify", "generate") + "evaluation: {primary_metric: rouge_l}\n")
+    assert load_experiment(path).evaluation.primary_metric == "rouge_l"
+    path.write_text(MINIMAL + "evaluation: {primary_metric: chrf}\n")
+    with pytest.raises(ConfigError, match="needs task.type generate, and task.type is classify. Fix: use `score`, "
+                                          "`accuracy`, `macro_f1`"):
+        load_experiment(path)
+    path.write_text(MINIMAL.replace("classify", "extract") + "evaluation: {primary_metric: rouge_l}\n")
+    with pytest.raises(ConfigError, match="Fix: use `score`, `field_f1`"):
         load_experiment(path)
 
 

@@ -56,7 +56,7 @@ def test_answers_are_fenced_and_cannot_close_their_fence():
 def test_the_headline_example_validates_with_its_judge():
     experiment = load_experiment(ROOT / "examples/bbc-headlines.yaml")
     assert str(experiment.data.path) == "bundled:bbc-headlines"
-    assert experiment.evaluation.primary_metric == "judge" and experiment.evaluation.judge.mode == "pointwise"
+    assert experiment.evaluation.primary_metric == "rouge_l" and experiment.evaluation.judge.mode == "pointwise"
     assert {a.type for a in experiment.arms} == {"zero_shot", "few_shot", "retrieval", "prompt_search", "finetune"}
 
 
@@ -136,6 +136,28 @@ def test_a_local_judge_scores_a_generate_run_with_intervals_and_resumes_from_the
     again = json.loads((resumed.run.path / "judge.json").read_text())
     assert again["usage"]["cached"] == again["usage"]["calls"] == 10  # judging on --resume is all cache hits
     assert json.loads((resumed.run.path / "results.json").read_text())["judge"]["arms"] == section["arms"]
+
+
+def test_rouge_l_ranks_a_generate_run_without_a_judge(tmp_path, monkeypatch, tiny_model_dir):
+    """`primary_metric: rouge_l`: intervals, the paired test, the verdict and the CLI table all use ROUGE-L."""
+    from rich.console import Console
+
+    from tunewise.cli.experiment_view import render_result
+
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path / "cache"))
+    result = run_experiment(load_experiment(_experiment(tmp_path, tiny_model_dir, None, primary="rouge_l")),
+                            log=lambda m: None)
+    results = json.loads((result.run.path / "results.json").read_text())
+    assert results["primary_metric"] == "rouge_l" and results["judge"] is None
+    for arm in ("zs", "fs"):
+        score = results["arms"][arm]["metrics"]["rouge_l"]
+        assert score["low"] <= score["value"] <= score["high"]
+    assert results["pairwise"][0]["metric"] == "rouge_l"
+    assert "rouge_l" in " ".join(results["verdict"]["reasons"])
+    console = Console(record=True, width=160)
+    render_result(result, console)
+    header = next(line for line in console.export_text().splitlines() if "exact match" in line)
+    assert "rouge_l" in header
 
 
 def test_pairwise_judge_against_tunewise_own_server_asks_both_orders(tmp_path, monkeypatch, tiny_model_dir):

@@ -138,3 +138,28 @@ def test_proposals_come_from_an_endpoint_with_the_errors_shown(tmp_path, monkeyp
 def test_an_unknown_format_is_refused_by_name(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match=r"arm 'search': formats: unknown prompt variant 'fancy'.*Fix"):
         load_experiment(_config(tmp_path, tiny_model_dir, formats=["default", "fancy"]))
+
+
+@pytest.mark.parametrize(("kind", "metric"), [("generate", "rouge_l"), ("generate", "chrf"), ("generate", "bleu"),
+                                              ("extract", "field_f1")])
+def test_candidates_are_ranked_by_the_primary_metric_as_the_evidence_computes_it(kind, metric):
+    from tunewise.arms.prompt_search import candidate_metric
+    from tunewise.evaluate.metrics import families, point_values
+    from tunewise.schema import Prediction
+    from tunewise.settings import TaskConfig
+    from tunewise.tasks import make_task
+
+    if kind == "generate":
+        references = ["Bank raises rates again", "Champions win the cup final", "New phone sells out fast"]
+        predicted = ["Bank raises its rates", "Cup final won by champions", "Phone sold out"]
+    else:
+        references = ['{"city": "Paris", "year": 2004}', '{"city": "Rome", "year": 1999}', '{"city": "Oslo"}']
+        raw = ['{"city": "Paris", "year": 2005}', 'It is {"year": 1999, "city": "Rome"}', 'no JSON here']
+    task = make_task(TaskConfig(type=kind), [])
+    if kind == "extract":
+        predicted = [task.parse(answer) for answer in raw]  # canonical JSON, or "" without any, as arms record
+    rows = [Prediction(id=str(i), arm="a", input="", prediction=p, reference=r, raw=p, latency_s=0.0)
+            for i, (p, r) in enumerate(zip(predicted, references))]
+    expected = point_values(families(rows, task))[metric]
+    assert candidate_metric(task, metric, predicted, references) == pytest.approx(expected)
+    assert 0 < expected < 1  # the fixture discriminates: neither all right nor all wrong

@@ -56,9 +56,7 @@ class Experiment(Strict):
             registry.check(arm, self)
         if self.evaluation.primary_metric is None:
             self.evaluation.primary_metric = "accuracy" if self.task.type == "classify" else "score"
-        if self.evaluation.primary_metric not in ("score", "judge") and self.task.type != "classify":
-            raise ValueError(f"evaluation.primary_metric {self.evaluation.primary_metric!r} needs task.type classify; "
-                             "use `score` (or `judge`, with evaluation.judge set) for extract and generate")
+        _check_primary_metric(self.evaluation.primary_metric, self.task.type)
         _check_judge(self, names)
         if self.evaluation.gates.max_invalid_rate is not None and self.task.type != "extract":
             raise ValueError(f"evaluation.gates.max_invalid_rate applies to extract tasks (answers that must be JSON); "
@@ -66,6 +64,21 @@ class Experiment(Strict):
         if self.evaluation.baseline_arm is not None and self.evaluation.baseline_arm not in names:
             raise ValueError(f"evaluation.baseline_arm {self.evaluation.baseline_arm!r} is not an arm; known: {names}")
         return self
+
+
+# The metrics each task type computes per example (evaluate/metrics.py: families), beyond `score` and `judge`.
+METRICS_BY_TASK = {"classify": ("accuracy", "macro_f1"), "generate": ("rouge_l", "chrf", "bleu"),
+                   "extract": ("field_f1",)}
+
+
+def _check_primary_metric(metric: str, task_type: str) -> None:
+    """evaluation.primary_metric is one the task computes: a classification metric on free text cannot rank."""
+    if metric in ("score", "judge") or metric in METRICS_BY_TASK[task_type]:
+        return
+    needs = next(kind for kind, names in METRICS_BY_TASK.items() if metric in names)
+    fits = ", ".join(f"`{m}`" for m in ("score", *METRICS_BY_TASK[task_type]))
+    raise ValueError(f"evaluation.primary_metric {metric!r} needs task.type {needs}, and task.type is {task_type}. "
+                     f"Fix: use {fits} (or `judge`, with evaluation.judge set)")
 
 
 def _check_judge(experiment: Experiment, names: list[str]) -> None:

@@ -233,10 +233,11 @@ class JudgeSettings(Strict):
 
 
 class EvaluationConfig(Strict):
-    primary_metric: Literal["accuracy", "macro_f1", "score", "judge"] | None = Field(
-        None, description="The metric arms are ranked by: accuracy or macro_f1 for classification, score (the "
-                          "task's own: exact match) or judge (evaluation.judge's score, 0-1) for extract/generate. "
-                          "Default: accuracy, or score.")
+    primary_metric: Literal["accuracy", "macro_f1", "score", "judge", "rouge_l", "chrf", "bleu", "field_f1"] | None = Field(
+        None, description="The metric arms are ranked by: accuracy or macro_f1 for classification; score (the "
+                          "task's own: exact match) or judge (evaluation.judge's score, 0-1) for extract/generate; "
+                          "rouge_l, chrf or bleu (0-1) for generate; field_f1 for extract. Default: accuracy, or "
+                          "score.")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the paired tests between arms; "
                                                          "confidence intervals are at 1 - alpha.")
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples for confidence "

@@ -234,22 +234,37 @@ def _halving(arm: PromptSearchArm, ctx: ArmContext, backend: Any, candidates: li
 
 def _score(ctx: ArmContext, backend: Any, render: Any, examples: list[Example], advance: Any) -> tuple[float, int]:
     """The primary metric of one candidate on `examples` (answers cached by backend and exact prompt); for generate
-    tasks ROUGE-L, since their `score` (exact match) is ~0 for every candidate and a judge is too costly here."""
+    tasks ranked by `score` or `judge`, ROUGE-L, since exact match is ~0 for every candidate and a judge is too
+    costly here."""
     from tunewise.arms.prompted import answer_cached
 
     answers, _ = answer_cached(ctx, backend, backend.identity(), [render(e) for e in examples], advance)
     predicted = [ctx.task.parse(a.get("raw", "")) if not a.get("error") else "" for a in answers]
     references = [e.output.strip() for e in examples]
-    if ctx.primary_metric == "macro_f1" and ctx.task.labels:
+    return candidate_metric(ctx.task, ctx.primary_metric, predicted, references), len(answers)
+
+
+def candidate_metric(task: Any, primary: str | None, predicted: list[str], references: list[str]) -> float:
+    """The primary metric over one candidate's validation answers, computed as the evidence computes it."""
+    if not predicted:
+        return 0.0
+    if primary == "macro_f1" and task.labels:
         from sklearn.metrics import f1_score
 
-        return float(f1_score(references, predicted, labels=list(ctx.task.labels), average="macro",
-                              zero_division=0)), len(answers)
-    if ctx.task.name == "generate":  # exact match ties every candidate at ~0 on free text; ROUGE-L ranks them
+        return float(f1_score(references, predicted, labels=list(task.labels), average="macro", zero_division=0))
+    if task.name == "generate" and primary in ("chrf", "bleu"):  # corpus-level, as evidence scores them
+        from sacrebleu.metrics import BLEU, CHRF
+
+        return (CHRF() if primary == "chrf" else BLEU()).corpus_score(predicted, [references]).score / 100
+    if task.name == "extract" and primary == "field_f1":
+        from tunewise.evaluate.metrics import field_family
+
+        return float(field_family(references, predicted).values()["field_f1"][0])
+    if task.name == "generate":  # exact match ties every candidate at ~0 on free text; ROUGE-L ranks them
         from tunewise.evaluate.metrics import rouge_l
 
-        return sum(rouge_l(references, predicted)) / len(answers), len(answers)
-    return sum(ctx.task.score(p, r) for p, r in zip(predicted, references)) / len(answers), len(answers)
+        return sum(rouge_l(references, predicted)) / len(predicted)
+    return sum(task.score(p, r) for p, r in zip(predicted, references)) / len(predicted)
 
 
 # ------------------------------------------------------------------------------------------------ prompts

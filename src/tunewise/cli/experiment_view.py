@@ -18,15 +18,19 @@ def render_result(result: ExperimentResult, console: Console) -> None:
     labelled = any("accuracy" in m for m in metrics.values())
     table = Table(title=escape(f"Run {result.run.id}: {next(iter(metrics.values()), {}).get('n', 0)} test examples"))
     judged = any("judge" in m for m in metrics.values())  # evaluation.judge's score, when a judge ran
-    columns = ("arm", "accuracy", "macro-F1") if labelled else ("arm", "exact match") + (("judge",) if judged else ())
+    # a reference metric that ranks free text (evaluation.primary_metric rouge_l, chrf, bleu, field_f1) gets a column
+    shown = result.primary_metric if not labelled and result.primary_metric not in ("score", "judge") else None
+    columns = ("arm", "accuracy", "macro-F1") if labelled else \
+        ("arm", "exact match") + ((shown,) if shown else ()) + (("judge",) if judged else ())
     show_failed = any(m["failed"] for m in metrics.values())
     show_cost = any(m.get("cost_per_1k_usd") for m in metrics.values())
     for name in columns + (("failed",) if show_failed else ()) + ("p50 ms", "compute s/1k", "prompt tok") + \
             (("$/1k req",) if show_cost else ()) + ("cached",):
         table.add_column(name, justify="left" if name == "arm" else "right", no_wrap=True)
-    key = result.primary_metric if labelled or result.primary_metric == "judge" else "score"
+    key = result.primary_metric
     for name, m in sorted(metrics.items(), key=lambda item: -item[1].get(key, 0.0)):
         quality = (f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}") if labelled else (f"{m['score']:.3f}",)
+        quality += (f"{m[shown]:.3f}" if shown in m else "–",) if shown else ()
         quality += (f"{m['judge']:.3f}" if "judge" in m else "–",) if judged and not labelled else ()
         failed = (str(m["failed"]),) if show_failed else ()
         cost = (usd(m["cost_per_1k_usd"]) if "cost_per_1k_usd" in m else "–",) if show_cost else ()
@@ -37,7 +41,7 @@ def render_result(result: ExperimentResult, console: Console) -> None:
     for name, reason in result.failures.items():
         console.print(f"[red]✗ {escape(name)}:[/] {escape(reason)}")
     if result.robustness:
-        render_robustness(result.robustness, result.primary_metric if labelled else "score", console)
+        render_robustness(result.robustness, result.primary_metric if labelled or shown else "score", console)
     console.print(f"answer cache: {result.cache_hits:,} hit(s), {result.cache_misses:,} miss(es) · "
                   f"{result.seconds:.1f} s · predictions in {escape(str(result.run.path / 'predictions'))}")
     if result.verdict is not None:
