@@ -112,6 +112,33 @@ def test_the_events_stream_replays_a_finished_run_and_ends(client):
     assert client.get("/live").status_code == 200
 
 
+def test_a_run_whose_process_died_is_shown_as_gone_not_running(client):
+    """A run killed with SIGKILL never writes its final status; the process it records in its manifest tells."""
+    import socket
+    import subprocess
+    import sys
+
+    from tunewise.store.process import process_gone, this_process
+    from tunewise.store.runs import open_run
+
+    run_id, folder = _run(client)
+    assert open_run(folder).manifest["process"]["pid"] > 0  # `tunewise run` recorded its process
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert process_gone({"process": {"pid": dead.pid, "host": socket.gethostname()}})
+    assert not process_gone({"process": this_process()})  # this test's own process is alive
+    assert not process_gone({"process": {"pid": dead.pid, "host": "another-host"}})  # cannot check: not gone
+    assert not process_gone({})  # a run from before the field
+    open_run(folder).update(status="running", process={"pid": dead.pid, "host": socket.gethostname()})
+    (folder / EVENTS_FILE).write_text("")
+    live = client.get("/live").text
+    assert f'href="/runs/{run_id}/live"' in live and "process gone" in live
+    with client.stream("GET", f"/runs/{run_id}/events") as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert [(e["kind"], e["status"]) for e in events] == [("run_ended", "gone")]
+    assert "--resume" in events[0]["message"]
+
+
 def test_the_start_page_shows_problems_by_line_and_field(client, tmp_path):
     page = client.get("/start")
     token = _token(page.text)

@@ -36,6 +36,7 @@ from tunewise.report import write_report
 from tunewise.schema import Prediction
 from tunewise.store.answer_cache import PredictionCache
 from tunewise.store.events import EVENTS_FILE, EventLog
+from tunewise.store.process import this_process
 from tunewise.store.runs import Run, create_run, open_run
 from tunewise.tasks import make_task
 from tunewise.train.ranks import RankError, Ranks, decided_by_main, launched
@@ -119,7 +120,7 @@ def run_experiment(experiment: Experiment, *, resume: Path | None = None, progre
 
     def open_running() -> Run:
         run = start_or_resume(experiment, resume)
-        run.update(status="running")
+        run.update(status="running", process=this_process())  # a reader can tell a killed run (store/process.py)
         return run
 
     run = decided_by_main(ranks, open_running)

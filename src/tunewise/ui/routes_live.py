@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from tunewise.store.events import EVENTS_FILE, FINAL_KINDS, read_events
+from tunewise.store.process import process_gone
 from tunewise.store.runs import RunError, list_runs, open_run
 from tunewise.ui.pages import render
 from tunewise.ui.routes_run import run_context
@@ -35,8 +36,9 @@ def live_index(request: Request) -> HTMLResponse:
     """Runs still running, and the runs this UI started (with their state)."""
     ui = request.app.state.ui
     running = [r for r in list_runs(ui.runs_dir) if r.status in ACTIVE]
+    gone = {r.id for r in running if _status(r.path)[1]}
     started = list(ui.extra.get("jobs", {}).values())
-    return render(request, "live_index.html", {"running": running, "started": started})
+    return render(request, "live_index.html", {"running": running, "gone": gone, "started": started})
 
 
 @router.get("/runs/{run_id}/live", response_class=HTMLResponse)
@@ -45,11 +47,14 @@ def live_page(request: Request, run_id: str) -> HTMLResponse:
     return render(request, "live.html", {**context, "tab": "/live", "status": context["manifest"].get("status")})
 
 
-def _status(folder: Path) -> str:
+def _status(folder: Path) -> tuple[str, bool]:
+    """The manifest's status, and whether the process it names has gone without writing a final one (killed)."""
     try:
-        return str(open_run(folder).manifest.get("status") or "")
+        manifest = open_run(folder).manifest
     except RunError:
-        return ""
+        return "", False
+    status = str(manifest.get("status") or "")
+    return status, status in ACTIVE and process_gone(manifest)
 
 
 def _message(data: dict[str, object], event_id: int | None = None) -> str:
@@ -77,10 +82,15 @@ async def _tail(request: Request, folder: Path, offset: int) -> AsyncIterator[st
             sent = now
         elif now - checked >= STATUS_EVERY_S:
             checked = now
-            status = await asyncio.to_thread(_status, folder)
+            status, gone = await asyncio.to_thread(_status, folder)
             if status and status not in ACTIVE:
                 yield _message({"kind": "run_ended", "status": status,
                                 "message": f"the run is {status}; it wrote no further events"})
+                return
+            if gone:
+                yield _message({"kind": "run_ended", "status": "gone",
+                                "message": "the process running this run is gone without a final status (killed "
+                                           "or crashed); `tunewise run EXPERIMENT --resume` continues it"})
                 return
         if now - sent >= KEEPALIVE_S:
             sent = now
