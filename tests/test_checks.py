@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import random
+import re
+import string
+
 import pytest
 from conftest import chat
 
+from tunewise.data.bulk import collector_paused
 from tunewise.data.check_report import check_file
 from tunewise.data.checks import CheckOptions, infer_task
 from tunewise.data.formats import read_examples
-from tunewise.data.stats import distinct_n
+from tunewise.data.stats import distinct_n, words_of
 from tunewise.data.tokens import TokenCounter
 
 
@@ -160,3 +166,36 @@ def test_ascii_normalise_equals_normalise_on_every_ascii_character() -> None:
     texts = ["".join(rng.choices([chr(c) for c in range(128)], k=rng.randint(0, 40))) for _ in range(2000)]
     texts += ["Hello,  World_x\n\tfoo--BAR", "", "   ", "a_b", "\x00\x1fZ"]
     assert [ascii_normalise(t) for t in texts] == [normalise(t) for t in texts]
+
+
+@pytest.mark.parametrize("objects,task", [(54, "extract"), (53, "generate")])
+def test_extraction_needs_nine_in_ten_outputs_to_be_objects(write, objects, task):
+    outputs = [f'{{"a": {i}}}' for i in range(objects)] + [f"prose answer {i}" for i in range(60 - objects)]
+    rows = [chat(f"q{i}", o) for i, o in enumerate(outputs)]
+    examples = read_examples(write("t.jsonl", rows)).examples
+    assert infer_task(examples, "chat") == task
+
+
+def test_words_of_splits_like_the_word_regex():
+    """ASCII text takes a translate-and-split shortcut; it must find exactly the words `\\w+` finds."""
+    rng = random.Random(3)
+    alphabet = string.printable + "_\x00\x1c\x1f\x7fé€"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(20_000)]
+    assert [words_of(t) for t in texts] == [re.findall(r"\w+", t.lower()) for t in texts]
+
+
+def test_the_collector_pause_restores_the_callers_setting():
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

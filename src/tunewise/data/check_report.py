@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewise.data.bulk import collector_paused
 from tunewise.data.checks import TASKS, CheckOptions, infer_task, run_checks
 from tunewise.data.codes import FILE_STOPPERS, issue
 from tunewise.data.formats import Dataset, read_examples
@@ -73,6 +74,7 @@ class CheckReport:
         }
 
 
+@collector_paused()
 def check_file(
     path: str | Path,
     *,

@@ -48,12 +48,18 @@ def infer_task(examples: Sequence[Example], shape: str | None) -> str:
     distinct = set(outputs)
     if len(distinct) <= 50 and len(distinct) <= max(2, 0.2 * len(outputs)) and max(map(len, distinct)) <= 64:
         return "classify"
-    if sum(_is_json_object(o) for o in outputs) >= 0.9 * len(outputs):
-        return "extract"
-    return "generate"
+    allowed_misses = len(outputs) - 0.9 * len(outputs)  # extraction when at least 90% parse as objects
+    misses = 0
+    for output in outputs:
+        misses += not _is_json_object(output)
+        if misses > allowed_misses:  # prose outputs decide on the first few lines, not after parsing them all
+            return "generate"
+    return "extract"
 
 
 def _is_json_object(text: str) -> bool:
+    if not text.lstrip().startswith("{"):  # no object can parse: skip the parser's exception (most outputs)
+        return False
     try:
         return isinstance(json.loads(text), dict)
     except (ValueError, RecursionError):

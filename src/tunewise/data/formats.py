@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewise.data.bulk import collector_paused
 from tunewise.data.codes import issue
 from tunewise.data.infer import Inference, infer_columns
 from tunewise.data.readers import read_file
@@ -47,6 +48,7 @@ class Dataset:
         return {i.line for i in self.issues if i.line is not None and i.severity.value == "error"}
 
 
+@collector_paused()
 def read_examples(
     path: str | Path,
     *,

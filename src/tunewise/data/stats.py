@@ -16,6 +16,9 @@ from tunewise.data.tokens import Lengths
 from tunewise.schema import Example
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# On ASCII text `\w` is exactly letters, digits and `_`: mapping every other character to a space and splitting
+# gives the same words as `_WORD.findall`, about 4x faster (it was most of the statistics' time on 100k lines).
+_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -30,9 +33,16 @@ def length_summary(values: Sequence[int]) -> dict[str, float | int]:
     return summary
 
 
+def words_of(text: str) -> list[str]:
+    """The lower-cased words of `text` (runs of `\\w`), as the vocabulary and diversity statistics count them."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_NON_WORD).split()
+    return _WORD.findall(text.lower())
+
+
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Distinct n-grams over all n-grams (Li et al., 2016): 1.0 means no phrase repeats."""
-    return _distinct([_WORD.findall(text.lower()) for text in texts], n)
+    return _distinct([words_of(text) for text in texts], n)
 
 
 def _distinct(tokenised: Sequence[list[str]], n: int) -> float:
@@ -52,10 +62,10 @@ def text_stats(examples: Sequence[Example], task: str) -> dict[str, Any]:
     for e in examples:
         for m in e.messages:
             if m.content not in words:
-                words[m.content] = _WORD.findall(m.content.lower())
+                words[m.content] = words_of(m.content)
 
     def split(text: str) -> list[str]:
-        return words[text] if text in words else _WORD.findall(text.lower())
+        return words[text] if text in words else words_of(text)
 
     inputs = [split(e.input) for e in examples]
     outputs = [split(e.output) for e in examples]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tunewise.data.bytelevel import PretokenCounter
 from tunewise.schema import Example
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
@@ -34,6 +35,7 @@ class TokenCounter:
         self.context_length = context_length
         self.source = source
         self._overheads: dict[tuple[str, ...], int] = {}
+        self._pretoken_counter: PretokenCounter | bool | None = None  # False: this tokenizer has no such split
 
     @property
     def exact(self) -> bool:
@@ -42,6 +44,20 @@ class TokenCounter:
     def count_texts(self, texts: Sequence[str]) -> list[int]:
         if self.tokenizer is None:
             return [len(_WORDS.findall(t)) for t in texts]
+        pretokens = self._pretokens()
+        known: list[int | None] = pretokens.count(texts) if pretokens else [None] * len(texts)
+        tokenized = iter(self._tokenize([t for t, n in zip(texts, known) if n is None]))
+        return [n if n is not None else next(tokenized) for n in known]
+
+    def _pretokens(self) -> PretokenCounter | None:
+        """The pre-token cache when this tokenizer is a GPT-2-style byte-level BPE (built once per counter)."""
+        if self._pretoken_counter is None:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            self._pretoken_counter = (PretokenCounter(backend) if backend is not None
+                                      and PretokenCounter.applies_to(backend) else False)
+        return self._pretoken_counter or None
+
+    def _tokenize(self, texts: Sequence[str]) -> list[int]:
         # The Rust tokenizer directly: transformers' wrapper spends a third of the time building Python
         # dicts we would throw away, and `encode_batch_fast` skips offsets we never use.
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
@@ -70,12 +86,16 @@ class TokenCounter:
         # Each distinct text is tokenized once: a system prompt or a label repeats on every line.
         distinct = list(dict.fromkeys(m.content for e in examples for m in e.messages))
         by_text = dict(zip(distinct, self.count_texts(distinct)))
-        counts = iter([by_text[m.content] for e in examples for m in e.messages])
+        # Where the prompt ends and what the template adds depend only on the sequence of roles, which nearly
+        # every example of a file shares: worked out once per sequence, not once per example.
+        layouts: dict[tuple[str, ...], tuple[int, int]] = {}
         prompt, output, total = [], [], []
         for example in examples:
-            per_message = [next(counts) for _ in example.messages]
-            n_prompt = len(example.prompt_messages)
-            overhead = self.overhead(tuple(m.role for m in example.messages))
+            roles = tuple([m.role for m in example.messages])
+            if roles not in layouts:
+                layouts[roles] = (len(example.prompt_messages), self.overhead(roles))
+            n_prompt, overhead = layouts[roles]
+            per_message = [by_text[m.content] for m in example.messages]
             prompt.append(sum(per_message[:n_prompt]))
             output.append(sum(per_message[n_prompt:n_prompt + 1]))
             total.append(sum(per_message) + overhead)
