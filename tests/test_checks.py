@@ -14,7 +14,8 @@ from tunewise.data.bulk import collector_paused
 from tunewise.data.check_report import check_file
 from tunewise.data.checks import CheckOptions, infer_task
 from tunewise.data.formats import read_examples
-from tunewise.data.stats import distinct_n, words_of
+from tunewise.data.stats import distinct_n
+from tunewise.data.textnorm import words_of
 from tunewise.data.tokens import TokenCounter
 
 
@@ -155,17 +156,17 @@ def test_real_tokenizer_counts_the_chat_template(write):
     assert lengths.output[0] == len(counter.tokenizer("Paris.", add_special_tokens=False)["input_ids"])
 
 
-def test_ascii_normalise_equals_normalise_on_every_ascii_character() -> None:
-    """The check's fast path for ASCII text must give the same near-duplicate keys as the shared normaliser."""
-    import random
-
-    from tunewise.data.checks import ascii_normalise
-    from tunewise.data.textnorm import normalise
+def test_the_ascii_shortcuts_equal_the_unicode_normaliser_on_every_ascii_character() -> None:
+    """ASCII text takes a byte-table path to its near-duplicate key, also when built from the statistics' words:
+    both must give exactly the keys of the full Unicode normaliser."""
+    from tunewise.data.textnorm import normalise, normalise_from_words, unicode_normalise
 
     rng = random.Random(0)
-    texts = ["".join(rng.choices([chr(c) for c in range(128)], k=rng.randint(0, 40))) for _ in range(2000)]
-    texts += ["Hello,  World_x\n\tfoo--BAR", "", "   ", "a_b", "\x00\x1fZ"]
-    assert [ascii_normalise(t) for t in texts] == [normalise(t) for t in texts]
+    texts = ["".join(rng.choices([chr(c) for c in range(128)], k=rng.randint(0, 40))) for _ in range(5000)]
+    texts += ["Hello,  World_x\n\tfoo--BAR", "", "   ", "a_b", "\x00\x1fZ", "don&#039;t<br />stop", "café Ünïcode"]
+    expected = [unicode_normalise(t) for t in texts]
+    assert [normalise(t) for t in texts] == expected
+    assert [normalise_from_words(t, words_of(t)) for t in texts] == expected
 
 
 @pytest.mark.parametrize("objects,task", [(54, "extract"), (53, "generate")])

@@ -55,3 +55,19 @@ def test_email_check_stays_offline(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     assert [f.code for f in scan("mail someone@somewhere-new.co.uk")] == ["pii_email"]
+
+
+def test_the_secret_gate_lets_through_exactly_what_its_regex_matches():
+    """The byte-table gate must pass every text the plain regex would: a text it wrongly skips is a lost finding."""
+    import random
+    import re
+
+    from tunewise.data.privacy import _may_hold_secret
+
+    regex = re.compile(r"[A-Za-z0-9_\-+/=.:]{20,}|-----BEGIN|://[^\s/]+:[^\s/]+@")
+    rng = random.Random(11)
+    pieces = ["a", "Z", "9", "_", "-", "+", "/", "=", ".", ":", " ", "\n", "é", "€", ",", "@", "://u:p@h", "-----BEGIN",
+              "AKIA", "x" * 19, "y" * 21, "\ud800"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(30_000)]
+    assert [_may_hold_secret(t) for t in texts] == [regex.search(t) is not None for t in texts]
+    assert sum(_may_hold_secret(t) for t in texts) > 1000  # the random texts do reach both outcomes

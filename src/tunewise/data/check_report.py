@@ -19,6 +19,7 @@ from tunewise.data.formats import Dataset, read_examples
 from tunewise.data.records import DEFAULT_MAX_LINE_BYTES
 from tunewise.data.shapes import ColumnMapping
 from tunewise.data.stats import dataset_stats, text_stats
+from tunewise.data.textviews import TextViews
 from tunewise.data.tokens import TokenCounter, load_counter
 from tunewise.schema import Issue, Severity
 
@@ -104,11 +105,12 @@ def check_file(
     limit = context_length or counter.context_length
     # The Rust tokenizer releases the GIL: counting tokens runs beside the pure-Python checks and statistics,
     # which ask for the counts last (at 100k lines the tokenizer is a third to a half of `check`'s time).
+    views = TextViews(data.examples)  # each distinct text's words and normal form, shared by stats and checks
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(counter.lengths, data.examples)
-        text = text_stats(data.examples, resolved_task)
+        pending = pool.submit(counter.lengths, data.examples, views.texts)
+        text = text_stats(data.examples, resolved_task, views)
         if data.examples or not any(i.code in FILE_STOPPERS for i in issues):
-            issues += run_checks(data.examples, data.shape, resolved_task, pending.result, limit, options)
+            issues += run_checks(data.examples, data.shape, resolved_task, pending.result, limit, options, views)
         stats = dataset_stats(data.examples, pending.result(), resolved_task, text)
     issues.sort(key=lambda i: i.line if i.line is not None else 0)
     return CheckReport(path=Path(path), format=data.format, shape=data.shape, task=resolved_task,

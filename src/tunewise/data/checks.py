@@ -17,6 +17,7 @@ from tunewise.data import privacy
 from tunewise.data.codes import issue
 from tunewise.data.hygiene import hygiene_checks
 from tunewise.data.textnorm import normalise
+from tunewise.data.textviews import TextViews
 from tunewise.data.tokens import Lengths
 from tunewise.schema import Example, Issue
 
@@ -87,19 +88,22 @@ def content_field(shape: str | None, example: Example, index: int) -> str:
 
 
 def run_checks(examples: Sequence[Example], shape: str | None, task: str, lengths: Lengths | Callable[[], Lengths],
-               context_length: int | None, options: CheckOptions = CheckOptions()) -> list[Issue]:
+               context_length: int | None, options: CheckOptions = CheckOptions(),
+               views: TextViews | None = None) -> list[Issue]:
     """Every check on parsed examples. `lengths` may be a callable (a pending tokenization): it is asked for
-    last, so the tokenizer can run in another thread while the checks that need no token counts run."""
-    before = _count_checks(len(examples), options) + _duplicate_checks(examples, shape)
+    last, so the tokenizer can run in another thread while the checks that need no token counts run. `views`
+    shares each distinct text's derived forms with the statistics (built here when not given)."""
+    views = views or TextViews(examples)
+    before = _count_checks(len(examples), options) + _duplicate_checks(examples, shape, views.norms)
     after: list[Issue] = []
     if task == "classify":
         after += _label_checks(examples, options)
     if task == "extract":
         after += [issue("output_not_json", "the answer does not parse as a JSON object", line=e.line,
                         field=output_field(shape, e)) for e in examples if not _is_json_object(e.output)]
-    after += hygiene_checks(examples, lambda e, index: content_field(shape, e, index))
+    after += hygiene_checks(examples, lambda e, index: content_field(shape, e, index), views.texts)
     if options.scan_pii:
-        after += _privacy_checks(examples, shape)
+        after += _privacy_checks(examples, shape, views.texts)
     counted = lengths() if callable(lengths) else lengths
     return before + _length_checks(examples, shape, task, counted, context_length, options) + after
 
@@ -112,38 +116,20 @@ def _count_checks(n: int, options: CheckOptions) -> list[Issue]:
     return []
 
 
-# ASCII letters and digits stay, everything else (punctuation, `_`, controls) becomes a space: on ASCII text
-# NFKC changes nothing and casefold is lower(), so this is `normalise` without its regex (3x faster).
-_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
-
-
-def ascii_normalise(text: str) -> str:
-    """`textnorm.normalise` for ASCII text (the caller checks `text.isascii()`). Text with a `<` or an `&` may
-    hold markup or entities, which `normalise` decodes and drops first, so it takes the full path."""
-    if "<" in text or "&" in text:
-        return normalise(text)
-    return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
-
-
-def _duplicate_checks(examples: Sequence[Example], shape: str | None) -> list[Issue]:
-    """Exact, near (same words) and conflicting duplicates. Each distinct text is normalised once: system
-    prompts and labels repeat on every line, and normalising the joined messages equals joining the
-    normalised ones (a newline ends a Unicode normalisation segment and is itself non-word)."""
+def _duplicate_checks(examples: Sequence[Example], shape: str | None, norms: dict[str, str]) -> list[Issue]:
+    """Exact, near (same words) and conflicting duplicates. `norms` holds each distinct text's normalised form:
+    normalising the joined messages equals joining the normalised ones (a newline ends a Unicode normalisation
+    segment and is itself non-word)."""
     exact: dict[tuple[tuple[str, str, str], ...], int] = {}
     near: dict[str, int] = {}
     by_input: dict[str, tuple[int, str]] = {}
-    norms: dict[str, str] = {}
-
-    def norm(text: str) -> str:
-        if text not in norms:
-            norms[text] = ascii_normalise(text) if text.isascii() else normalise(text)
-        return norms[text]
-
     found: list[Issue] = []
     for e in examples:
-        key = tuple((m.role, m.content, repr(m.weight)) for m in e.messages)  # what to_dict() would serialise
-        near_key = " ".join(part for part in (norm(m.content) for m in e.messages) if part)
-        input_key, output_key = norm(e.input), norm(e.output)
+        key = tuple([(m.role, m.content, repr(m.weight)) for m in e.messages])  # what to_dict() would serialise
+        near_key = " ".join([part for part in [norms[m.content] for m in e.messages] if part])
+        text_in = e.input  # a message's own text unless the prompt has several non-system turns
+        input_key = norms[text_in] if text_in in norms else normalise(text_in)
+        output_key = norms[e.output] if e.output in norms else ""
         if key in exact:
             found.append(issue("duplicate_example", f"same as line {exact[key]}", line=e.line))
         elif near_key in near:
@@ -193,15 +179,13 @@ def _label_checks(examples: Sequence[Example], options: CheckOptions) -> list[Is
     return found
 
 
-def _privacy_checks(examples: Sequence[Example], shape: str | None) -> list[Issue]:
+def _privacy_checks(examples: Sequence[Example], shape: str | None, texts: dict[str, None]) -> list[Issue]:
+    flagged = {text: findings for text in texts if (findings := privacy.scan(text))}  # each distinct text once
     found: list[Issue] = []
-    scans: dict[str, list[privacy.Finding]] = {}  # a repeated text (a system prompt) is scanned once
-    for e in examples:
+    for e in examples if flagged else ():  # nearly every file has no finding: no second pass
         for index, message in enumerate(e.messages):
-            findings = scans.get(message.content)
-            if findings is None:
-                findings = scans[message.content] = privacy.scan(message.content)
-            if not findings:  # nearly every message: skip the per-message bookkeeping below
+            findings = flagged.get(message.content)
+            if not findings:
                 continue
             by_code: dict[str, list[str]] = {}
             for finding in findings:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tunewise.data.codes import issue
 from tunewise.data.values import PLACEHOLDERS, parse_date, parse_number
@@ -69,15 +69,16 @@ def text_findings(text: str) -> list[tuple[str, str]]:
     return found
 
 
-def hygiene_checks(examples: Sequence[Example], field_of: Callable[[Example, int], str]) -> list[Issue]:
-    """One warning per example, message and code; `field_of(example, index)` names the field in the file."""
+def hygiene_checks(examples: Sequence[Example], field_of: Callable[[Example, int], str],
+                   texts: Iterable[str] | None = None) -> list[Issue]:
+    """One warning per example, message and code; `field_of(example, index)` names the field in the file.
+    `texts` are the distinct message texts when the caller has them (a system prompt is scanned once)."""
+    distinct = dict.fromkeys(m.content for e in examples for m in e.messages) if texts is None else texts
+    flagged = {text: findings for text in distinct if (findings := text_findings(text))}
     found: list[Issue] = []
-    seen: dict[str, list[tuple[str, str]]] = {}  # repeated texts (system prompts, labels) are scanned once
-    for e in examples:
+    for e in examples if flagged else ():  # most files have none: no second pass
         for index, message in enumerate(e.messages):
-            if message.content not in seen:
-                seen[message.content] = text_findings(message.content)
-            for code, text in seen[message.content]:
+            for code, text in flagged.get(message.content, ()):
                 found.append(issue(code, text, line=e.line, field=field_of(e, index)))
     return found + metadata_checks(examples)
 

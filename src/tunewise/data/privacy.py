@@ -23,8 +23,14 @@ _PII_HINT = re.compile(r"[@\d:]")
 _PII_GATE = re.compile(
     r"@|\d[\d \-().]{5,}\d|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{1,4}:[0-9a-fA-F]{0,4}:|\b[A-Z]{2}\d{2}"
 )
-# Every secret plugin we use matches a long run of key-like characters or a PEM header.
-_SECRET_GATE = re.compile(r"[A-Za-z0-9_\-+/=.:]{20,}|-----BEGIN|://[^\s/]+:[^\s/]+@")
+# Every secret plugin we use matches a run of 20+ key-like characters ([A-Za-z0-9_-+/=.:]), a PEM header or
+# credentials in a URL. The run is found by mapping each byte to "k" (key-like) or a space and looking for
+# twenty "k"s: a byte table and a substring search, ~4x faster than the regex `[...]{20,}` that retries at
+# every position of every word. Non-ASCII characters encode to bytes above 127, which end a run, as they should.
+_KEY_LIKE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.:")
+_KEY_BYTES = bytes(ord("k") if b in _KEY_LIKE else ord(" ") for b in range(256))
+_KEY_RUN = b"k" * 20
+_URL_CREDENTIALS = re.compile(r"://[^\s/]+:[^\s/]+@")
 
 # presidio entity -> our issue code, with the minimum score we trust (validated matches score 1.0).
 _ENTITIES: dict[str, tuple[str, float]] = {
@@ -142,9 +148,14 @@ def scan(text: str) -> list[Finding]:
                 code, threshold = _ENTITIES.get(result.entity_type, ("", 1.1))
                 if result.score >= threshold:
                     findings.append(Finding(code, result.start, result.end, result.entity_type))
-    if _SECRET_GATE.search(text):
+    if _may_hold_secret(text):
         findings += _secret_spans(text)
     return findings
+
+
+def _may_hold_secret(text: str) -> bool:
+    return (_KEY_RUN in text.encode("utf-8", "surrogatepass").translate(_KEY_BYTES) or "-----BEGIN" in text
+            or ("://" in text and _URL_CREDENTIALS.search(text) is not None))
 
 
 def redact(text: str, findings: list[Finding] | None = None) -> str:

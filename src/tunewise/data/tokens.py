@@ -9,7 +9,7 @@ we fall back to word counts and say so. Knows nothing about files or issues.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +82,10 @@ class TokenCounter:
                 self._overheads[roles] = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
         return self._overheads[roles]
 
-    def lengths(self, examples: Sequence[Example]) -> Lengths:
-        # Each distinct text is tokenized once: a system prompt or a label repeats on every line.
-        distinct = list(dict.fromkeys(m.content for e in examples for m in e.messages))
+    def lengths(self, examples: Sequence[Example], texts: Iterable[str] | None = None) -> Lengths:
+        """Token counts per example. Each distinct text is tokenized once (a system prompt or a label repeats on
+        every line); `texts` are those distinct texts when the caller has them already."""
+        distinct = list(dict.fromkeys(m.content for e in examples for m in e.messages) if texts is None else texts)
         by_text = dict(zip(distinct, self.count_texts(distinct)))
         # Where the prompt ends and what the template adds depend only on the sequence of roles, which nearly
         # every example of a file shares: worked out once per sequence, not once per example.
