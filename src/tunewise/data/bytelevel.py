@@ -56,45 +56,33 @@ class PretokenCounter:
         return (backend.normalizer is None and type(pre) is pre_tokenizers.ByteLevel and pre.use_regex
                 and not pre.add_prefix_space and type(backend.model) is models.BPE and backend.model.dropout is None)
 
-    def count(self, texts: Sequence[str]) -> list[int | None]:
-        """Each text's token count, or None where the text is not eligible (tokenize those for real)."""
-        counts: list[int | None] = []
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Each text's token count; every text must be `eligible` (tokenize the others for real)."""
+        counts: list[int] = []
         for start in range(0, len(texts), _CHUNK):  # in chunks: the pieces of 100k texts would take ~300 MB
             counts += self._count_chunk(texts[start:start + _CHUNK])
         return counts
 
-    def _eligible(self, text: str) -> bool:
+    def eligible(self, text: str) -> bool:
+        """True where the shortcut's split is provably the tokenizer's (see the module docstring)."""
         if not text.isascii() or (not text.isprintable() and _CONTROL.search(text)):
             return False
         return self._added is None or not any(c in text for c in self._added_starts) or not self._added.search(text)
 
-    def _count_chunk(self, texts: Sequence[str]) -> list[int | None]:
+    def _count_chunk(self, texts: Sequence[str]) -> list[int]:
         """Single-line, single-spaced text (most short fields) splits on its spaces, at C speed: every space
-        there starts a pre-token and none crosses one, so each segment counts alone. Other eligible text (line
-        breaks, runs of spaces) is split with the regex."""
-        plans: list[tuple[bool, list[str]] | None] = []
-        for text in texts:
-            if not self._eligible(text):
-                plans.append(None)
-            elif text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
-                plans.append((True, text.split(" ")))
-            else:
-                plans.append((False, _PRETOKEN.findall(text)))
-        segmented = [plan[1] for plan in plans if plan is not None and plan[0]]
+        there starts a pre-token and none crosses one, so each segment counts alone. Other text (line breaks,
+        runs of spaces) is split with the regex."""
+        plans = [(True, text.split(" ")) if text.isprintable() and "  " not in text
+                 and text[:1] != " " and text[-1:] != " "
+                 else (False, _PRETOKEN.findall(text)) for text in texts]
+        segmented = [pieces for by_space, pieces in plans if by_space]
         self._learn(self._first, {pieces[0] for pieces in segmented}, "")
         self._learn(self._spaced, set().union(*(islice(pieces, 1, None) for pieces in segmented)), " ")
-        self._learn_pretokens(set().union(*(plan[1] for plan in plans if plan is not None and not plan[0])))
+        self._learn_pretokens(set().union(*(pieces for by_space, pieces in plans if not by_space)))
         first, spaced, pretokens = self._first.__getitem__, self._spaced.__getitem__, self._pretokens.__getitem__
-
-        def total(plan: tuple[bool, list[str]] | None) -> int | None:
-            if plan is None:
-                return None
-            segments, pieces = plan
-            if segments:
-                return first(pieces[0]) + sum(map(spaced, islice(pieces, 1, None)))
-            return sum(map(pretokens, pieces))
-
-        return [total(plan) for plan in plans]
+        return [first(pieces[0]) + sum(map(spaced, islice(pieces, 1, None))) if by_space
+                else sum(map(pretokens, pieces)) for by_space, pieces in plans]
 
     def _learn(self, cache: dict[str, int], segments: set[str], prefix: str) -> None:
         new = [prefix + segment for segment in segments.difference(cache)]
