@@ -200,3 +200,12 @@ def test_the_collector_pause_restores_the_callers_setting():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_one_pass_diversity_equals_distinct_n():
+    from tunewise.data.stats import _distinct, _distinct_1_2
+
+    rng = random.Random(5)
+    texts = [[rng.choice("abcdefg") for _ in range(rng.randint(0, 6))] for _ in range(500)] + [[], ["a"], ["a", "a"]]
+    assert _distinct_1_2(texts) == (_distinct(texts, 1), _distinct(texts, 2))
+    assert _distinct_1_2([[], ["solo"]]) == (1.0, 0.0)

@@ -112,6 +112,11 @@ def _from_chat(value: dict[str, Any], line: int) -> tuple[list[Message], list[Is
         what = "missing" if "messages" not in value else ("empty" if raw == [] else f"a {type(raw).__name__}, not a list")
         return [], [issue("missing_messages_list", f"`messages` is {what}", line=line, field="messages",
                           hint=f"Add a `messages` list, or use another shape: {_SHAPE_LIST}.")]
+    plain = [Message(item["role"], content) for item in raw if type(item) is dict and len(item) == 2
+             and item.get("role") in ROLES and type(content := item.get("content")) is str and content
+             and content.isascii() and not content.isspace()]
+    if len(plain) == len(raw) and any(m.role == "assistant" for m in plain):
+        return plain, []  # every message is plain (see `_message`): nothing to report, no call per message
     messages: list[Message] = []
     problems: list[Issue] = []
     for index, item in enumerate(raw):
@@ -246,14 +251,17 @@ def _surrogates(messages: list[Message], metadata: dict[str, Any], line: int) ->
             for field, text in fields if isinstance(text, str) and _SURROGATE.search(text)]
 
 
+_ROLE_JSON = {role: _json_string(role) for role in ROLES}
+
+
 def _id_of(value: dict[str, Any], messages: list[Message], mapping: ColumnMapping | None) -> str:
     """The record's own id when it has one, else a content hash (stable across re-orderings)."""
     raw = value.get(mapping.id if mapping and mapping.id else "id")
     if isinstance(raw, (str, int)) and not isinstance(raw, bool) and str(raw).strip():
         return str(raw)
     if all(m.weight is None for m in messages):  # json.dumps's exact output, built without its per-call set-up
-        canonical = "[" + ", ".join(f'{{"content": {_json_string(m.content)}, "role": {_json_string(m.role)}}}'
-                                    for m in messages) + "]"
+        canonical = "[" + ", ".join([f'{{"content": {_json_string(m.content)}, "role": {_ROLE_JSON[m.role]}}}'
+                                     for m in messages]) + "]"
     else:
         canonical = json.dumps([m.to_dict() for m in messages], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]

@@ -46,6 +46,19 @@ def _distinct(tokenised: Sequence[list[str]], n: int) -> float:
     return round(len(seen) / total, 4) if total else 0.0
 
 
+def _distinct_1_2(tokenised: Sequence[list[str]]) -> tuple[float, float]:
+    """`_distinct` for n = 1 and 2 in one pass over the texts (the two passes were a tenth of `check`)."""
+    words_total, pairs_total, words_seen, pairs_seen = 0, 0, set(), set()
+    for words in tokenised:
+        if words:
+            words_total += len(words)
+            pairs_total += len(words) - 1
+            words_seen.update(words)
+            pairs_seen.update(zip(words, words[1:]))
+    return (round(len(words_seen) / words_total, 4) if words_total else 0.0,
+            round(len(pairs_seen) / pairs_total, 4) if pairs_total else 0.0)
+
+
 def text_stats(examples: Sequence[Example], task: str, views: TextViews | None = None) -> dict[str, Any]:
     """Everything but the token counts: `check` computes it while the tokenizer still runs in another thread.
     `views` (built once per check and shared with the checks) holds each distinct text's words."""
@@ -61,12 +74,8 @@ def text_stats(examples: Sequence[Example], task: str, views: TextViews | None =
         "messages_per_example": round(sum(len(e.messages) for e in examples) / len(examples), 2) if examples else 0,
         "with_system_prompt": sum(any(m.role == "system" for m in e.messages) for e in examples),
         "vocabulary_size": len(set().union(*words.values())),
-        "diversity": {
-            "input_distinct_1": _distinct(inputs, 1),
-            "input_distinct_2": _distinct(inputs, 2),
-            "output_distinct_1": _distinct(outputs, 1),
-            "output_distinct_2": _distinct(outputs, 2),
-        },
+        "diversity": dict(zip(("input_distinct_1", "input_distinct_2"), _distinct_1_2(inputs)))
+        | dict(zip(("output_distinct_1", "output_distinct_2"), _distinct_1_2(outputs))),
     }
     if task == "classify":
         stats["labels"] = dict(Counter(e.label for e in examples).most_common())
