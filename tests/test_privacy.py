@@ -71,3 +71,21 @@ def test_the_secret_gate_lets_through_exactly_what_its_regex_matches():
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(30_000)]
     assert [_may_hold_secret(t) for t in texts] == [regex.search(t) is not None for t in texts]
     assert sum(_may_hold_secret(t) for t in texts) > 1000  # the random texts do reach both outcomes
+
+
+def test_the_pii_hint_passes_every_ascii_text_its_regex_would():
+    import random
+    import re
+
+    from tunewise.data.privacy import _marks
+
+    rng = random.Random(12)
+    pieces = ["a", "Z", " ", "@", ":", "0", "9", "x", ".", "-", "\n"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(20_000)]
+    hint = re.compile(r"[@\d:]")
+    assert [b"d" in _marks(t) or b"@" in _marks(t) for t in texts] == [hint.search(t) is not None for t in texts]
+
+
+def test_non_ascii_text_still_reaches_the_recognizers():
+    assert [f.code for f in scan("café — call +1 (415) 555-2671")] == ["pii_phone"]
+    assert [f.code for f in scan("clé AKIAIOSFODNN7EXAMPLE")] == ["secret"]

@@ -116,30 +116,38 @@ def _count_checks(n: int, options: CheckOptions) -> list[Issue]:
     return []
 
 
+def _exact_key(example: Example) -> tuple[tuple[str, str, str], ...]:
+    return tuple([(m.role, m.content, repr(m.weight)) for m in example.messages])  # what to_dict() would write
+
+
 def _duplicate_checks(examples: Sequence[Example], shape: str | None, norms: dict[str, str]) -> list[Issue]:
     """Exact, near (same words) and conflicting duplicates. `norms` holds each distinct text's normalised form:
     normalising the joined messages equals joining the normalised ones (a newline ends a Unicode normalisation
     segment and is itself non-word)."""
-    exact: dict[tuple[tuple[str, str, str], ...], int] = {}
-    near: dict[str, int] = {}
+    near: dict[str, Example] = {}  # the first example with these words
+    exact: dict[tuple[tuple[str, str, str], ...], int] = {}  # filled only where words repeat: most never do
     by_input: dict[str, tuple[int, str]] = {}
     found: list[Issue] = []
     for e in examples:
-        key = tuple([(m.role, m.content, repr(m.weight)) for m in e.messages])  # what to_dict() would serialise
         near_key = " ".join([part for part in [norms[m.content] for m in e.messages] if part])
         text_in = e.input  # a message's own text unless the prompt has several non-system turns
         input_key = norms[text_in] if text_in in norms else normalise(text_in)
         output_key = norms[e.output] if e.output in norms else ""
-        if key in exact:
-            found.append(issue("duplicate_example", f"same as line {exact[key]}", line=e.line))
-        elif near_key in near:
-            found.append(issue("near_duplicate", f"same words as line {near[near_key]}", line=e.line))
-        elif input_key in by_input and by_input[input_key][1] != output_key:
-            first_line, _ = by_input[input_key]
-            found.append(issue("conflicting_labels", f"line {first_line} has the same input with a different output",
-                               line=e.line, field=output_field(shape, e)))
-        exact.setdefault(key, e.line)
-        near.setdefault(near_key, e.line)
+        first = near.get(near_key)
+        if first is not None:  # an exact duplicate has the same words, so only here can one be
+            exact.setdefault(_exact_key(first), first.line)
+            key = _exact_key(e)
+            if key in exact:
+                found.append(issue("duplicate_example", f"same as line {exact[key]}", line=e.line))
+            else:
+                found.append(issue("near_duplicate", f"same words as line {first.line}", line=e.line))
+            exact.setdefault(key, e.line)
+        else:
+            near[near_key] = e
+            if input_key in by_input and by_input[input_key][1] != output_key:
+                first_line, _ = by_input[input_key]
+                found.append(issue("conflicting_labels", f"line {first_line} has the same input with a different "
+                                   "output", line=e.line, field=output_field(shape, e)))
         by_input.setdefault(input_key, (e.line, output_key))
     return found
 
