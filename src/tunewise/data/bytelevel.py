@@ -76,24 +76,19 @@ class PretokenCounter:
         plans = [(True, text.split(" ")) if text.isprintable() and "  " not in text
                  and text[:1] != " " and text[-1:] != " "
                  else (False, _PRETOKEN.findall(text)) for text in texts]
-        counts = [self._total(plan) for plan in plans]  # None where a piece is not cached yet
-        missed = [plan for plan, count in zip(plans, counts) if count is None]
-        if not missed:  # the usual case once the common words are cached: no set of pieces to build
-            return counts  # type: ignore[return-value]
-        segmented = [pieces for by_space, pieces in missed if by_space]
-        self._learn(self._first, {pieces[0] for pieces in segmented}, "")
-        self._learn(self._spaced, set().union(*(islice(pieces, 1, None) for pieces in segmented)), " ")
-        self._learn_pretokens(set().union(*(pieces for by_space, pieces in missed if not by_space)))
-        return [count if count is not None else self._total(plan) for plan, count in zip(plans, counts)]
-
-    def _total(self, plan: tuple[bool, list[str]]) -> int | None:
-        by_space, pieces = plan
         try:
-            if by_space:
-                return self._first[pieces[0]] + sum(map(self._spaced.__getitem__, islice(pieces, 1, None)))
-            return sum(map(self._pretokens.__getitem__, pieces))
-        except KeyError:
-            return None
+            return self._totals(plans)
+        except KeyError:  # a piece not cached yet: learn this chunk's new pieces at once (rare once words repeat)
+            segmented = [pieces for by_space, pieces in plans if by_space]
+            self._learn(self._first, {pieces[0] for pieces in segmented}, "")
+            self._learn(self._spaced, set().union(*(islice(pieces, 1, None) for pieces in segmented)), " ")
+            self._learn_pretokens(set().union(*(pieces for by_space, pieces in plans if not by_space)))
+            return self._totals(plans)
+
+    def _totals(self, plans: list[tuple[bool, list[str]]]) -> list[int]:
+        first, spaced, pretokens = self._first.__getitem__, self._spaced.__getitem__, self._pretokens.__getitem__
+        return [first(pieces[0]) + sum(map(spaced, islice(pieces, 1, None))) if by_space
+                else sum(map(pretokens, pieces)) for by_space, pieces in plans]
 
     def _learn(self, cache: dict[str, int], segments: set[str], prefix: str) -> None:
         new = [prefix + segment for segment in segments.difference(cache)]

@@ -86,6 +86,9 @@ def _shape_of(value: dict[str, Any]) -> str | None:
     return None
 
 
+_ID_AND_MESSAGES = frozenset({"id", "messages"})
+
+
 def to_example(record: RawRecord, shape: str | None, mapping: ColumnMapping | None) -> tuple[Example | None, list[Issue]]:
     """Convert one raw record; returns the example (None when any error) and every issue found."""
     line, value = record.line, record.value
@@ -99,7 +102,8 @@ def to_example(record: RawRecord, shape: str | None, mapping: ColumnMapping | No
         used = {"messages"}
     else:
         messages, problems, used = _from_pair(value, line, shape)
-    metadata = _metadata(value, used | {"id", "metadata"})
+    plain_chat = used == {"messages"} and value.keys() <= _ID_AND_MESSAGES  # nothing else: no metadata to gather
+    metadata = {} if plain_chat else _metadata(value, used | {"id", "metadata"})
     problems += _surrogates(messages, metadata, line)
     if problems:
         return None, problems

@@ -63,12 +63,9 @@ def text_stats(examples: Sequence[Example], task: str, views: TextViews | None =
     """Everything but the token counts: `check` computes it while the tokenizer still runs in another thread.
     `views` (built once per check and shared with the checks) holds each distinct text's words."""
     words = (views or TextViews(examples)).words
-
-    def split(text: str) -> list[str]:
-        return words[text] if text in words else words_of(text)
-
-    inputs = [split(e.input) for e in examples]
-    outputs = [split(e.output) for e in examples]
+    # an input is one message's own text unless the prompt has several non-system turns
+    inputs = [words[text] if (text := e.input) in words else words_of(text) for e in examples]
+    outputs = [words[text] if (text := e.output) in words else words_of(text) for e in examples]
     stats: dict[str, Any] = {
         "examples": len(examples),
         "messages_per_example": round(sum(len(e.messages) for e in examples) / len(examples), 2) if examples else 0,
