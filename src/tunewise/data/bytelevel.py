@@ -10,8 +10,8 @@ encoded once. That made `tunewise check` count 200k texts in ~1 s instead of ~8 
 Only where the split is provably the same: the tokenizer has no normalizer and a ByteLevel pre-tokenizer with
 the GPT-2 regex and no prefix space, and the text is ASCII without control characters (where `\\s`, `\\p{L}`
 and `\\p{N}` mean exactly the classes below) and holds no added token such as `<|im_end|>` (the tokenizer
-cuts those out first). Every other text returns None and is tokenized for real;
-tests/test_bytelevel.py compares both on random and real text.
+cuts those out first). Any other text is not `eligible` and is tokenized for real; tests/test_bytelevel.py
+compares both on random and real text.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from itertools import islice
 from typing import Any
 
 # The GPT-2 pre-tokenizer regex of `tokenizers`' ByteLevel, restricted to ASCII: \p{L} is [A-Za-z], \p{N} is
-# [0-9] and \s is [\t\n\r ] once \x0b, \x0c and the other controls are ruled out (see `_ineligible`).
+# [0-9] and \s is [\t\n\r ] once \x0b, \x0c and the other controls are ruled out (see `eligible`).
 _PRETOKEN = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\t\n\r A-Za-z0-9]+"
                        r"|[\t\n\r ]+(?![^\t\n\r ])|[\t\n\r ]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -59,7 +59,7 @@ class PretokenCounter:
     def count(self, texts: Sequence[str]) -> list[int]:
         """Each text's token count; every text must be `eligible` (tokenize the others for real)."""
         counts: list[int] = []
-        for start in range(0, len(texts), _CHUNK):  # in chunks: the pieces of 100k texts would take ~300 MB
+        for start in range(0, len(texts), _CHUNK):  # in chunks: never the pieces of every text at once
             counts += self._count_chunk(texts[start:start + _CHUNK])
         return counts
 
