@@ -522,3 +522,28 @@ def test_a_capture_that_cannot_be_written_never_costs_the_client_its_answer(serv
         assert streamed.status_code == 200 and events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1
         assert not any('"error"' in line for line in events)
         assert metric(url, 'tunewise_capture_records_total{outcome="failed"}') >= 1
+
+
+def test_serve_refuses_the_network_without_keys_before_loading_a_model(monkeypatch):
+    """Like `tunewise ui`: a non-loopback --host needs API keys, or --open-network when a proxy authenticates."""
+    from typer.testing import CliRunner
+
+    from tunewise.cli.app import app
+    from tunewise.serve import models as serve_models
+    from tunewise.serve.models import ServeSetupError
+
+    def reached_loading(*args, **kwargs):
+        raise ServeSetupError("reached model loading")
+
+    monkeypatch.setattr(serve_models, "build_models", reached_loading)
+    monkeypatch.delenv("TUNEWISE_API_KEYS", raising=False)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["serve", "--model", "smollm2", "--host", "0.0.0.0"])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "--host 0.0.0.0 is not a loopback address" in said and "--open-network" in said
+    assert "reached model loading" not in said
+    for args, env in ((["--open-network"], None), ([], "a-long-enough-key"), (["--host", "127.0.0.1"], None)):
+        if env:
+            monkeypatch.setenv("TUNEWISE_API_KEYS", env)
+        allowed = runner.invoke(app, ["serve", "--model", "smollm2", "--host", "0.0.0.0", *args])
+        assert allowed.exit_code == 2 and "reached model loading" in " ".join(allowed.output.split()), args

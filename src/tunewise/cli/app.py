@@ -427,6 +427,7 @@ def serve(
     semantic_cache: Annotated[bool, typer.Option("--semantic-cache", help="Also reuse answers to near-identical questions")] = False,
     capture: Annotated[Path | None, typer.Option("--capture", help="Append answered chats to this JSONL (training format)")] = None,
     capture_pii: Annotated[str, typer.Option("--capture-pii", help="redact | skip captured records with personal data")] = "redact",
+    open_network: Annotated[bool, typer.Option("--open-network", help="Allow a non-loopback --host without API keys (a proxy in front authenticates)")] = False,
     public_metrics: Annotated[bool, typer.Option("--public-metrics", help="Serve /metrics without an API key")] = False,
     public_docs: Annotated[bool, typer.Option("--public-docs", help="Serve /openapi.json and /docs without an API key")] = False,
     precision: Annotated[str, typer.Option(help="auto | bf16 | fp32 | fp16")] = "auto",
@@ -447,8 +448,8 @@ def serve(
                              max_batch=max_batch, max_wait_ms=max_wait_ms, timeout_s=timeout_s,
                              drain_timeout_s=drain_timeout_s, cache_size=cache_size,
                              semantic_cache=semantic_cache, capture_path=capture, capture_pii=capture_pii,
-                             public_metrics=public_metrics, public_docs=public_docs, precision=precision,
-                             state_dir=state_dir, max_upload_bytes=max_upload_bytes)
+                             open_network=open_network, public_metrics=public_metrics, public_docs=public_docs,
+                             precision=precision, state_dir=state_dir, max_upload_bytes=max_upload_bytes)
         run_server(config, run=run_dir, arms=arm, model=model, adapters=adapters,
                    log=lambda m: err.print(escape(m)))
     except ValidationError as exc:

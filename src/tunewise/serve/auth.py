@@ -2,12 +2,14 @@
 
 A key is compared against every accepted key with `hmac.compare_digest` and without stopping at the first
 match, so neither the key's content nor which key matched leaks through timing. Knows nothing about routes:
-the app decides which paths are open.
+the app decides which paths are open. Also the bind rule `tunewise serve` and `tunewise ui` share: with no key,
+loopback only.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from pathlib import Path
 
@@ -37,6 +39,28 @@ def load_keys(env_var: str | None, key_file: Path | None) -> list[str]:
         raise AuthConfigError(f"{len(short)} API key(s) are shorter than 8 characters. Fix: use long random keys, "
                               "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
     return keys
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); a name that is not an address is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_open_network(host: str, keys: list[str], open_network: bool) -> None:
+    """`tunewise serve` on a non-loopback interface without keys would answer anyone on the network with the
+    model (and, with --state-dir, accept uploads and fine-tuning jobs): refused unless `open_network` says a proxy
+    in front does the authentication."""
+    if keys or open_network or is_loopback(host):
+        return
+    raise AuthConfigError(
+        f"--host {host} is not a loopback address and no API key is configured, so anyone on the network could use "
+        "the server. Fix: keep the default --host 127.0.0.1, set keys with --api-key-file or $TUNEWISE_API_KEYS, "
+        "or pass --open-network if a proxy in front of the server authenticates the callers.")
 
 
 class KeyChecker:

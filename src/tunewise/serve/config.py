@@ -22,6 +22,8 @@ class ServeConfig(BaseModel):
                                      "keys, comma-separated; unset or empty adds none.")
     api_key_file: Path | None = Field(None, description="File with one accepted API key per line (# comments). "
                                       "With no key from either source the server is open.")
+    open_network: bool = Field(False, description="Listen on a non-loopback interface without API keys, for a "
+                               "proxy in front that authenticates callers; without it such a bind is refused.")
     public_metrics: bool = Field(False, description="Serve /metrics without a key (for scrapers without one).")
     public_docs: bool = Field(False, description="Serve the OpenAPI schema (/openapi.json) and its browsable page "
                               "(/docs) without a key; with keys and without this, they need the key like every "

@@ -155,9 +155,12 @@ def run_server(config: Any, *, run: Any = None, arms: list[str] | None = None, m
                adapters: Any = None, log: Any = print) -> None:
     """`tunewise serve`: load what is served, bind, print the address, serve until drained."""
     from tunewise.serve.app import create_app
+    from tunewise.serve.auth import load_keys, refuse_open_network
     from tunewise.serve.models import Loader, build_models
     from tunewise.serve.state import build_state
 
+    # before loading any model: a refused bind should cost the user seconds, not a model load
+    refuse_open_network(config.host, load_keys(config.api_keys_env, config.api_key_file), config.open_network)
     models = build_models(Loader(config.precision, config.threads), run=run, arms=arms, model=model,
                           adapters=adapters, log=log)
     state = build_state(models, config)

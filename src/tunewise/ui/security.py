@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 from pathlib import Path, PurePosixPath
 
 from fastapi import HTTPException, Request
 
-from tunewise.serve.auth import KeyChecker
+from tunewise.serve.auth import KeyChecker, is_loopback
 
 CSRF_COOKIE = "tunewise_csrf"
 CSRF_FIELD = "csrf_token"
@@ -38,16 +37,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@~+-]{0,199}$")
 
 class BindError(ValueError):
     """A host the UI refuses to listen on as configured; the message says the fix."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); a name that is not an address is not."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, keys: list[str]) -> None:
