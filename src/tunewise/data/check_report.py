@@ -104,9 +104,9 @@ def check_file(
             issues.append(issue("tokenizer_unavailable", fallback))
     resolved_task = task or infer_task(data.examples, data.shape)
     limit = context_length or counter.context_length
+    views = TextViews(data.examples)  # each distinct text's words and normal form, shared by stats and checks
     # Texts the pre-token shortcut cannot count go to the Rust tokenizer, which releases the GIL: it runs in
     # another thread beside the pure-Python checks and statistics, which ask for the counts last.
-    views = TextViews(data.examples)  # each distinct text's words and normal form, shared by stats and checks
     with ThreadPoolExecutor(max_workers=1) as pool:
         lengths = cache(counter.lengths_later(data.examples, views.texts, pool))
         text = text_stats(data.examples, resolved_task, views)

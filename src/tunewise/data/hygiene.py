@@ -70,11 +70,10 @@ def text_findings(text: str) -> list[tuple[str, str]]:
 
 
 def hygiene_checks(examples: Sequence[Example], field_of: Callable[[Example, int], str],
-                   texts: Iterable[str] | None = None) -> list[Issue]:
+                   texts: Iterable[str]) -> list[Issue]:
     """One warning per example, message and code; `field_of(example, index)` names the field in the file.
-    `texts` are the distinct message texts when the caller has them (a system prompt is scanned once)."""
-    distinct = dict.fromkeys(m.content for e in examples for m in e.messages) if texts is None else texts
-    flagged = {text: findings for text in distinct if (findings := text_findings(text))}
+    `texts` are the distinct message texts (`TextViews.texts`): a system prompt is scanned once."""
+    flagged = {text: findings for text in texts if (findings := text_findings(text))}
     found: list[Issue] = []
     for e in examples if flagged else ():  # most files have none: no second pass
         for index, message in enumerate(e.messages):

@@ -97,8 +97,8 @@ class TokenCounter:
                 self._overheads[roles] = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
         return self._overheads[roles]
 
-    def lengths(self, examples: Sequence[Example], texts: Iterable[str] | None = None) -> Lengths:
-        return self.lengths_later(examples, texts)()
+    def lengths(self, examples: Sequence[Example]) -> Lengths:
+        return self.lengths_later(examples)()
 
     def lengths_later(self, examples: Sequence[Example], texts: Iterable[str] | None = None,
                       pool: Executor | None = None) -> Callable[[], Lengths]:
